@@ -128,16 +128,16 @@ def load_weights(model: nn.Module, path: Path) -> bool:
     head_kept = all(k in state and state[k].shape == own[k].shape for k in head)
     if not head_kept:
         state = {k: v for k, v in state.items() if k not in head}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    wrong = [k for k in missing if k not in head] + [k for k in unexpected if k not in head]
-    if wrong:
+    misfit = [k for k in own.keys() - head if k not in state or state[k].shape != own[k].shape]
+    misfit += [k for k in state.keys() - own.keys()]
+    if misfit:
         raise ConfigError(
             "backbone.weights",
             str(path),
-            f"the file does not fit {type(model).__name__} "
-            f"({len(wrong)} keys differ, e.g. {wrong[0]})",
+            f"the file does not fit {type(model).__name__} ({len(misfit)} tensors differ, e.g. {misfit[0]})",
             "use weights saved from the same backbone.name",
         )
+    model.load_state_dict(state, strict=False)
     return head_kept
 
 

@@ -26,8 +26,10 @@ def cli(
 ) -> subprocess.CompletedProcess:
     """Runs ``python cli.py`` with ``overrides`` writing under ``output_root``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+    flags = [o for o in overrides if o.startswith("-")]
+    values = [o for o in overrides if not o.startswith("-")]
     process = subprocess.run(
-        [sys.executable, "cli.py", f"paths.output_root={output_root}", *overrides],
+        [sys.executable, "cli.py", *flags, f"paths.output_root={output_root}", *values],
         cwd=ROOT,
         capture_output=True,
         text=True,

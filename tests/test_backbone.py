@@ -1,0 +1,71 @@
+"""timm models and weight sources: files keep or replace the head, unsafe pickles are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from paradigms.backbone import check_model_name, create_pretrained
+from paradigms.errors import ConfigError
+
+SPEC = {"name": "test_resnet", "in_chans": 3}
+
+
+def _saved(
+    tmp_path: Path, num_classes: int, suffix: str = ".safetensors"
+) -> tuple[Path, torch.nn.Module]:
+    model = timm.create_model("test_resnet", num_classes=num_classes)
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        torch.save(model.state_dict(), path)
+    return path, model
+
+
+def test_unknown_name_suggests_close_ones() -> None:
+    with pytest.raises(ConfigError, match="resnet18"):
+        check_model_name("resnet_18")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_same_label_space_keeps_the_head(tmp_path: Path, suffix: str) -> None:
+    path, saved = _saved(tmp_path, 10, suffix)
+    model, head_kept = create_pretrained({**SPEC, "weights": str(path)}, 10)
+    assert head_kept
+    for key, value in saved.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_other_label_space_replaces_only_the_head(tmp_path: Path) -> None:
+    path, saved = _saved(tmp_path, 10)
+    model, head_kept = create_pretrained({**SPEC, "weights": str(path)}, 5)
+    assert not head_kept
+    assert model.get_classifier().out_features == 5
+    assert torch.equal(model.state_dict()["conv1.0.weight"], saved.state_dict()["conv1.0.weight"])
+
+
+def test_first_conv_is_adapted_to_other_input_channels(tmp_path: Path) -> None:
+    path, saved = _saved(tmp_path, 10)
+    model, _ = create_pretrained({**SPEC, "in_chans": 1, "weights": str(path)}, 10)
+    weight = saved.state_dict()["conv1.0.weight"]
+    assert torch.allclose(model.state_dict()["conv1.0.weight"], weight.sum(dim=1, keepdim=True))
+
+
+def test_a_file_needing_arbitrary_unpickling_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "unsafe.pth"
+    torch.save(
+        {"state_dict": timm.create_model("test_resnet").state_dict(), "extra": Path("x")}, path
+    )
+    with pytest.raises(ConfigError, match="unpickling"):
+        create_pretrained({**SPEC, "weights": str(path)}, 10)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path, 10)
+    with pytest.raises(ConfigError, match="does not fit"):
+        create_pretrained({"name": "resnet10t", "weights": str(path)}, 10)

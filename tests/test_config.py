@@ -1,0 +1,73 @@
+"""Every config file composes, documents its values, and every paradigm has its YAML."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import ROOT
+from paradigms.run_dirs import register_resolvers
+
+CONF = ROOT / "conf"
+GROUPS = ["paradigm", "backbone", "data", "trainer", "logger", "callbacks"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+ALL_YAML = sorted(CONF.rglob("*.yaml"))
+
+register_resolvers()
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=False)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_resolves(group: str, option: str) -> None:
+    cfg = _compose([f"{group}={option}"])
+    OmegaConf.to_container(cfg, resolve=True)
+    assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(CONF)) for p in ALL_YAML])
+def test_every_value_has_a_comment(path: Path) -> None:
+    """A line that sets a scalar value carries a `#` comment saying what it does."""
+    undocumented = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "-", "defaults:")) or stripped == "{}":
+            continue
+        if (
+            re.match(r"^[\w.@/-]+:\s*\S", stripped)
+            and "#" not in stripped
+            and not stripped.startswith("_target_")
+        ):
+            undocumented.append(f"{number}: {stripped}")
+    assert not undocumented, f"{path.name} has values without a comment: {undocumented}"
+
+
+def test_every_paradigm_yaml_points_to_a_class_with_the_contract() -> None:
+    for path in sorted((CONF / "paradigm").glob("*.yaml")):
+        target = OmegaConf.load(path)["_target_"]
+        module, name = target.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        assert callable(getattr(cls, "run", None)) and callable(getattr(cls, "reports", None)), (
+            target
+        )
+        assert isinstance(cls.default_compare, tuple), target
+
+
+def test_every_paradigm_module_has_its_yaml() -> None:
+    """A module (or package) of paradigms/ that defines a paradigm's ``run`` has its YAML."""
+    yamls = {p.stem for p in (CONF / "paradigm").glob("*.yaml")}
+    sources = list((ROOT / "paradigms").rglob("*.py"))
+    paradigms = {
+        p.relative_to(ROOT / "paradigms").parts[0].removesuffix(".py")
+        for p in sources
+        if "def run(self, context" in p.read_text() and p.stem != "contract"
+    }
+    assert paradigms and paradigms <= yamls, f"no conf/paradigm/<name>.yaml for {paradigms - yamls}"
