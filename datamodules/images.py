@@ -232,8 +232,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _stratified(self, pool: Labelled, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         labels = self._primary(pool.labels)
-        counts = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([])
-        stratify = labels if len(self.tasks) == 1 and counts.min(initial=0) >= 2 else None
+        counts = np.bincount(labels[labels >= 0])
+        # each class needs two members to be stratified; several tasks are split at random
+        stratify = labels if len(self.tasks) == 1 and (counts != 1).all() else None
         try:
             return train_test_split(
                 np.arange(len(labels)),

@@ -1,198 +1,153 @@
-"""Real image datasets on disk (digits written as PNG/JPEG files, a CSV, MNIST's files, a saved
-Hugging Face dataset), each trained on through the CLI; bad data stops with the file named."""
+"""The image datamodules on small real datasets on disk: splits, subsets, tasks, transforms,
+loader order, and one clear error for each kind of bad data."""
 
 from __future__ import annotations
 
-import csv
-import struct
+import warnings
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
-from conftest import FAST, cli, run_dirs, summary
-from PIL import Image
-from sklearn.datasets import load_digits
+import torch
+from images_on_disk import csv_dataset, digits, image_folder, write_image
 
-RUN = [*FAST, "paradigm=scratch", "trainer.max_epochs=1", "data.loader.num_workers=0"]
-PER_CLASS = 12  # images written per digit: 120 files, a few seconds per run
+from datamodules.csv_images import CsvDataModule
+from datamodules.image_folder import ImageFolderDataModule
+from datamodules.images import IGNORE, BadImageError
+from datamodules.loading import EpochBatchSampler, EpochSampler
+from datamodules.torchvision_sets import TorchvisionDataModule
+from paradigms.errors import ConfigError
 
-
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """The first PER_CLASS images of each digit as 8-bit grey arrays, and their labels."""
-    digits = load_digits()
-    keep = np.concatenate([np.flatnonzero(digits.target == c)[:PER_CLASS] for c in range(10)])
-    return (digits.images[keep] * 255 / 16).astype(np.uint8), digits.target[keep]
-
-
-def _write(path: Path, pixels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).resize((16, 16)).save(path)
+COMMON: dict[str, Any] = {"backbone": "test_resnet", "image_size": 32, "batch_size": 8}
+COMMON["loader"] = {"num_workers": 0}
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """root/<digit>/<n>.png|jpg: PNG and JPEG mixed, as real folders are."""
-    root = tmp_path / "folder"
-    for n, (pixels, label) in enumerate(zip(*_digits(), strict=True)):
-        _write(root / str(label) / f"{n}.{'png' if n % 2 else 'jpg'}", pixels)
-    return root
+def _every_batch(dm: Any) -> int:
+    loaders = (dm.train_dataloader, dm.val_dataloader, dm.test_dataloader)
+    return sum(len(labels) for make in loaders for _, labels in make())
 
 
-@pytest.fixture
-def csv_data(tmp_path: Path) -> tuple[Path, Path]:
-    """images/<n>.png and labels.csv with two tasks: the digit, and odd/even (some missing)."""
-    root = tmp_path / "csv"
-    rows = []
-    for n, (pixels, label) in enumerate(zip(*_digits(), strict=True)):
-        _write(root / "images" / f"{n}.png", pixels)
-        parity = "" if n % 7 == 0 else ("odd" if label % 2 else "even")
-        rows.append({"file": f"images/{n}.png", "digit": label, "parity": parity})
-    table = root / "labels.csv"
-    with table.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "digit", "parity"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root, table
-
-
-def _csv_run(root: Path, table: Path, *extra: str) -> list[str]:
-    return [
-        "data=csv",
-        f"data.root={root}",
-        f"data.csv={table}",
-        "data.path_column=file",
-        *extra,
-    ]
-
-
-def test_image_folder_trains_and_reports(folder: Path, out: Path) -> None:
-    cli(*RUN, "data=image_folder", f"data.root={folder}", output_root=out)
-    metrics = summary(run_dirs(out, "scratch")[0])["metrics"]
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-
-
-def test_image_folder_pre_split_classes_and_few_shot(folder: Path, tmp_path: Path) -> None:
-    from datamodules.image_folder import ImageFolderDataModule
-
+def test_pre_split_folders_with_class_subset_and_few_shot(tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "flat")
     split = tmp_path / "split"
     for image in sorted(folder.rglob("*.*")):
-        n = int(image.stem)
-        name = "test" if n % 4 == 0 else "train"
-        target = split / name / image.parent.name / image.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(image.read_bytes())
-    dm = ImageFolderDataModule(
-        root=str(split), backbone="test_resnet", image_size=32, classes=[3, "7"], train_per_class=4
-    )
+        name = "test" if int(image.stem) % 4 == 0 else "train"
+        write_image(split / name / image.parent.name / f"{image.stem}.png", digits()[0][0])
+    dm = ImageFolderDataModule(root=str(split), classes=[3, "7"], train_per_class=4, **COMMON)
     dm.setup()
     assert dm.num_classes == 2 and dm.tasks == {"label": ["3", "7"]}
     assert len(dm.splits["train"]) == 8, "four training images of each kept class"
-    assert set(dm.splits["test"].labels.tolist()) == {0, 1}
-    assert all("test" in dm.splits["test"].images.name(i) for i in range(len(dm.splits["test"])))
+    assert len(dm.splits["val"]) > 0, "val is carved out of train"
+    test = dm.splits["test"]
+    assert set(test.labels.tolist()) == {0, 1}
+    assert all(f"{split / 'test'}" in test.images.name(i) for i in range(len(test)))
     images, labels = next(iter(dm.val_dataloader()))
-    assert images.shape[1:] == (3, 32, 32) and labels.dtype.is_floating_point is False
+    assert images.shape[1:] == (3, 32, 32) and labels.dtype == torch.long
 
 
-def test_csv_single_label_trains(csv_data: tuple[Path, Path], out: Path) -> None:
-    cli(*RUN, *_csv_run(*csv_data, "data.label_columns=[digit]"), output_root=out)
-    assert "test/acc" in summary(run_dirs(out, "scratch")[0])["metrics"]
+def test_split_is_stratified_and_seeded_not_by_run_seed(tmp_path: Path) -> None:
+    root = str(image_folder(tmp_path / "folder"))
+    first = ImageFolderDataModule(root=root, seed=0, **COMMON)
+    again = ImageFolderDataModule(root=root, seed=5, **COMMON)
+    first.setup(), again.setup()
+    for split in ("train", "val", "test"):
+        assert (
+            first.splits[split].images.index.tolist() == again.splits[split].images.index.tolist()
+        )
+    counts = torch.bincount(first.splits["test"].labels, minlength=10)
+    assert counts.min() >= 1 and counts.max() - counts.min() <= 1
 
 
-def test_csv_several_label_columns_are_tasks(csv_data: tuple[Path, Path], out: Path) -> None:
-    from datamodules.csv_images import CsvDataModule
-    from datamodules.images import IGNORE
+def test_eval_transform_is_deterministic_and_stats_come_from_the_backbone(tmp_path: Path) -> None:
+    root = str(image_folder(tmp_path / "folder"))
+    augment = {"auto_augment": "rand-m9-mstd0.5", "re_prob": 0.25}
+    dm = ImageFolderDataModule(root=root, augment=augment, **{**COMMON, "backbone": "resnet18"})
+    dm.setup()
+    val = dm.splits["val"]
+    assert torch.equal(val[0][0], val[0][0])
+    normalize = val.transform.transforms[-1]
+    assert tuple(normalize.mean.tolist()) == pytest.approx((0.485, 0.456, 0.406))
+    train = repr(dm.splits["train"].transform)
+    assert "RandomResizedCrop" in train and "RandAugment" in train and "RandomErasing" in train
 
-    root, table = csv_data
-    dm = CsvDataModule(
-        root=str(root),
-        csv=str(table),
-        path_column="file",
-        label_columns=["digit", "parity"],
-        backbone="test_resnet",
-        image_size=32,
-    )
+
+def test_csv_label_columns_are_tasks_with_missing_labels(tmp_path: Path) -> None:
+    table = csv_dataset(tmp_path / "csv")
+    options = {"root": str(tmp_path / "csv"), "csv": str(table), "path_column": "file"}
+    dm = CsvDataModule(label_columns=["digit", "parity"], **options, **COMMON)
     dm.setup()
     assert dm.tasks == {"digit": [str(d) for d in range(10)], "parity": ["even", "odd"]}
     labels = dm.splits["train"].labels
     assert labels.shape[1] == 2 and (labels[:, 1] == IGNORE).any()
-    run = cli(
-        *RUN,
-        *_csv_run(*csv_data, "data.label_columns=[digit,parity]"),
-        output_root=out,
-        check=False,
-    )
-    assert run.returncode == 2 and "tasks ['digit', 'parity']" in run.stderr
+    with pytest.raises(ConfigError, match="tasks \\['digit', 'parity'\\]"):
+        dm.num_classes  # noqa: B018
+    single = CsvDataModule(label_columns=["parity"], **options, **COMMON)
+    single.setup()
+    assert single.num_classes == 2 and (single.splits["train"].labels >= 0).all()
+    with pytest.raises(ConfigError, match="data.label_columns='grade'.*no such column"):
+        CsvDataModule(label_columns=["grade"], **options, **COMMON).setup()
 
 
-def test_torchvision_mnist_files_train(tmp_path: Path, out: Path) -> None:
-    raw = tmp_path / "tv" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    pixels, labels = _digits()
-    for prefix, keep in (("train", slice(0, None, 2)), ("t10k", slice(1, None, 2))):
-        images, targets = pixels[keep], labels[keep].astype(np.uint8)
-        header = struct.pack(">iiii", 2051, len(images), 8, 8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">ii", 2049, len(targets)) + targets.tobytes()
-        )
-    cli(*RUN, "data=torchvision", "data.name=MNIST", f"data.root={tmp_path / 'tv'}", output_root=out)
-    assert "test/acc" in summary(run_dirs(out, "scratch")[0])["metrics"]
+def test_empty_class_folder_and_mismatched_splits_stop(tmp_path: Path) -> None:
+    root = image_folder(tmp_path / "folder")
+    (root / "empty").mkdir()
+    with pytest.raises(ConfigError, match="empty.*holds no images"):
+        ImageFolderDataModule(root=str(root), **COMMON).setup()
+    split = tmp_path / "split"
+    write_image(split / "train" / "a" / "0.png", digits()[0][0])
+    write_image(split / "train" / "b" / "0.png", digits()[0][0])
+    write_image(split / "test" / "a" / "0.png", digits()[0][0])
+    with pytest.raises(ConfigError, match="differ from train's"):
+        ImageFolderDataModule(root=str(split), **COMMON).setup()
 
 
-def test_torchvision_without_files_says_where_to_put_them(tmp_path: Path, out: Path) -> None:
-    run = cli(
-        *RUN, "data=torchvision", "data.name=CIFAR10", f"data.root={tmp_path}", output_root=out, check=False
-    )
-    assert run.returncode == 2
-    assert f"data.root='{tmp_path}'" in run.stderr and "download=true" in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1
-
-
-def test_hf_saved_dataset_trains(tmp_path: Path, out: Path) -> None:
-    datasets = pytest.importorskip("datasets")
-    pixels, labels = _digits()
-    features = datasets.Features(
-        {"img": datasets.Image(), "digit": datasets.ClassLabel(names=[str(d) for d in range(10)])}
-    )
-    table = datasets.Dataset.from_dict(
-        {"img": [Image.fromarray(p) for p in pixels], "digit": labels.tolist()}, features=features
-    )
-    table.train_test_split(test_size=0.25, seed=0).save_to_disk(str(tmp_path / "hf"))
-    hf = ["data=hf", f"data.path={tmp_path / 'hf'}", "data.image_column=img"]
-    cli(*RUN, *hf, "data.label_column=digit", output_root=out)
-    assert "test/acc" in summary(run_dirs(out, "scratch")[0])["metrics"]
-
-
-def test_corrupt_image_is_named_or_skipped(folder: Path, out: Path) -> None:
-    bad = folder / "4" / "broken.png"
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_image_is_named_or_skipped(tmp_path: Path, workers: int) -> None:
+    root = image_folder(tmp_path / "folder")
+    bad = root / "4" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
-    run = cli(*RUN, "data=image_folder", f"data.root={folder}", "data.val_fraction=0.5",
-              "data.test_fraction=0.25", output_root=out, check=False)
-    assert run.returncode != 0 and str(bad) in run.stderr
-    skipped = cli(*RUN, "data=image_folder", f"data.root={folder}", "data.skip_bad_files=true",
-                  output_root=out)
-    assert str(bad) in skipped.stderr, "the skipped file is named in a warning"
+    options = {**COMMON, "loader": {"num_workers": workers, "persistent_workers": False}}
+    dm = ImageFolderDataModule(root=str(root), **options)
+    dm.setup()
+    with pytest.raises(BadImageError, match=str(bad)):
+        _every_batch(dm)
+    skipping = ImageFolderDataModule(root=str(root), skip_bad_files=True, **COMMON)
+    skipping.setup()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _every_batch(skipping) == 120
+    assert any(str(bad) in str(w.message) for w in caught)
 
 
-@pytest.mark.parametrize(
-    ("change", "key"),
-    [
-        ("empty_class", "data.root="),
-        ("missing_root", "data.root="),
-        ("missing_column", "data.label_columns='grade'"),
-    ],
-)
-def test_bad_data_stops_with_one_line(
-    change: str, key: str, folder: Path, csv_data: tuple[Path, Path], out: Path
-) -> None:
-    if change == "empty_class":
-        (folder / "empty").mkdir()
-        data = ["data=image_folder", f"data.root={folder}"]
-    elif change == "missing_root":
-        data = ["data=image_folder", f"data.root={folder / 'nowhere'}"]
-    else:
-        data = _csv_run(*csv_data, "data.label_columns=[grade]")
-    run = cli(*RUN, *data, output_root=out, check=False)
-    assert run.returncode == 2, run.stderr[-2000:]
-    assert run.stderr.startswith(f"error: {key}") and len(run.stderr.strip().splitlines()) == 1
-    assert not out.exists() or not any(out.rglob("*.ckpt"))
+def test_torchvision_without_files_says_where_to_put_them(tmp_path: Path) -> None:
+    dm = TorchvisionDataModule(name="CIFAR10", root=str(tmp_path), **COMMON)
+    with pytest.raises(ConfigError, match="put the files .* or set data.download=true"):
+        dm.setup()
+    with pytest.raises(ConfigError, match="no such dataset"):
+        TorchvisionDataModule(name="CIFAR11", root=str(tmp_path), **COMMON).setup()
+
+
+def test_hf_missing_column_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    from images_on_disk import hf_dataset
+
+    from datamodules.hf import HFDataModule
+
+    root = hf_dataset(tmp_path / "hf")
+    dm = HFDataModule(path=str(root), image_column="img", label_column="label", **COMMON)
+    with pytest.raises(ConfigError, match="data.label_column='label'.*'img', 'digit'"):
+        dm.setup()
+
+
+def test_sample_order_is_keyed_by_seed_and_epoch_and_shared_with_batches() -> None:
+    def order(epoch: int, rank: int = 0, world: int = 1, seed: int = 0) -> list[int]:
+        sampler = EpochSampler(10, shuffle=True, seed=seed, rank=rank, world_size=world)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(1) == order(1) and order(1) != order(2) and order(1, seed=1) != order(1)
+    shards = order(3, 0, 2) + order(3, 1, 2)
+    assert len(order(3, 0, 2)) == len(order(3, 1, 2)) == 5 and sorted(shards) == list(range(10))
+    batches = EpochBatchSampler(10, 4, shuffle=True, seed=0)
+    batches.set_epoch(1)
+    assert [i for batch in batches for i in batch] == order(1)
