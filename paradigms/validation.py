@@ -159,7 +159,7 @@ def _check_data_paths(cfg: DictConfig) -> None:
     datamodule is about to download into it)."""
     data = cfg.get("data")
     for name in ("root", "csv", "path"):
-        if data is not None and name in data and OmegaConf.is_missing(data, name):
+        if data is not None and OmegaConf.is_missing(data, name):
             raise ConfigError(
                 f"data.{name}", "???", "must be set", f"data.{name}=/path/to/your/data"
             )

@@ -54,10 +54,15 @@ def test_finetune_from_a_weights_file_on_an_image_folder(tmp_path: Path, out: Pa
     assert any("new head" in note for note in result["notes"]), "3-class head vs 10 classes"
 
 
-def test_missing_root_stops_before_anything_is_built(tmp_path: Path, out: Path) -> None:
-    run = cli(
-        *RUN, "data=image_folder", f"data.root={tmp_path / 'nowhere'}", output_root=out, check=False
-    )
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (["data=image_folder", "data.root=nowhere"], "data.root="),
+        (["data=csv", "data.root=."], "data.csv="),
+    ],
+)
+def test_missing_data_stops_before_anything_is_built(data: list[str], key: str, out: Path) -> None:
+    run = cli(*RUN, *data, output_root=out, check=False)
     assert run.returncode == 2
-    assert run.stderr.startswith("error: data.root=") and len(run.stderr.strip().splitlines()) == 1
-    assert not run_dirs(out, "finetune")
+    assert run.stderr.startswith(f"error: {key}") and len(run.stderr.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.rglob("*.ckpt"))
