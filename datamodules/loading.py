@@ -1,17 +1,20 @@
-"""Batching for data held in memory as tensors.
+"""Sampling and batching shared by every datamodule.
 
 A dataset that fits in memory is batched by indexing whole tensors, so a step costs one
-gather instead of a Python call per sample. Shuffling is keyed by (seed, epoch) and sharding
-by rank, so the order of every epoch is the same after a resume and under DDP; Lightning
-calls ``set_epoch`` on the sampler at the start of each epoch.
+gather instead of a Python call per sample; a dataset read from files is loaded per sample by
+DataLoader workers. Either way, shuffling is keyed by (seed, epoch) and sharding by rank, so
+the order of every epoch is the same after a resume and under DDP (the Trainer runs with
+``use_distributed_sampler=false``); Lightning calls ``set_epoch`` on the sampler at the start
+of each epoch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 
 class TensorBatches(Dataset):
@@ -31,26 +34,17 @@ class TensorBatches(Dataset):
         return tuple(t[index] for t in self.tensors)
 
 
-class EpochBatchSampler(Sampler[list[int]]):
-    """Yields this rank's batches of indices; the permutation depends only on (seed, epoch)."""
+class EpochSampler(Sampler[int]):
+    """Yields this rank's sample indices; the permutation depends only on (seed, epoch)."""
 
     def __init__(
-        self,
-        num_samples: int,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
+        self, num_samples: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1
     ) -> None:
         self.num_samples = num_samples
-        self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -69,7 +63,31 @@ class EpochBatchSampler(Sampler[list[int]]):
             order = torch.cat([order, order[: per_rank * self.world_size - self.num_samples]])
         return order[self.rank :: self.world_size]
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+class EpochBatchSampler(EpochSampler):
+    """Yields this rank's batches of indices, in the order of ``EpochSampler``."""
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(num_samples, shuffle, seed, rank, world_size)
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:  # type: ignore[override]
         for batch in self._indices().split(self.batch_size):
             if self.drop_last and len(batch) < self.batch_size:
                 return
@@ -93,3 +111,33 @@ def tensor_loader(
         len(dataset), batch_size, shuffle, seed, rank, world_size, drop_last=False
     )
     return DataLoader(dataset, sampler=sampler, batch_size=None)
+
+
+def sample_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: dict[str, Any] | None = None,
+) -> DataLoader:
+    """A DataLoader that reads one sample at a time, in (seed, epoch)-keyed order.
+
+    ``workers`` holds ``num_workers``, ``pin_memory`` and ``persistent_workers``; pinning
+    only applies with a GPU and persistence only with workers. Batches that lose unreadable samples (``None``) are
+    collated without them.
+    """
+    options = dict(workers or {})
+    options["pin_memory"] = bool(options.get("pin_memory")) and torch.cuda.is_available()
+    if not options.get("num_workers"):
+        options["persistent_workers"] = False
+    sampler = EpochSampler(len(dataset), shuffle, seed, rank, world_size)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_present, **options
+    )
+
+
+def collate_present(batch: list[Any]) -> Any:
+    """``default_collate`` of the samples that could be read (skipped ones are ``None``)."""
+    return default_collate([item for item in batch if item is not None])

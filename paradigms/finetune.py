@@ -72,7 +72,12 @@ class Finetune:
             self.label_smoothing,
             self.top_k,
         )
-        rows, metrics = [], {}
+        rows, metrics, notes = [], {}, []
+        if not head_kept:
+            notes.append(
+                f"the base model's head does not fit the data's {datamodule.num_classes} "
+                "classes: a new head was initialised"
+            )
         if head_kept:
             source = context.stages.test_only(
                 module, datamodule, context.run_dir / "compare" / "source"
@@ -86,4 +91,4 @@ class Finetune:
             row = self.baseline.train(context, context.run_dir / "compare" / "scratch", "scratch")
             rows.append(row)
             metrics.update({f"scratch/{k}": v for k, v in row.metrics.items()})
-        return Result(metrics, rows)
+        return Result(metrics, rows, notes)

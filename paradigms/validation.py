@@ -143,6 +143,7 @@ def validate(cfg: DictConfig) -> None:
             "no such file or run directory",
             "give a .safetensors/.pth/.ckpt file, a run directory, 'timm' or 'none'",
         )
+    _check_data_paths(cfg)
     resume = _value(cfg, "resume")
     if resume and find_run_dir(str(resume)) is None:
         raise ConfigError(
@@ -150,4 +151,21 @@ def validate(cfg: DictConfig) -> None:
             resume,
             "not a run directory of this tool (no .hydra/config.yaml above it)",
             "give outputs/<paradigm>/<date>/<time>_<id> or a checkpoint inside it",
+        )
+
+
+def _check_data_paths(cfg: DictConfig) -> None:
+    """The files a datamodule reads must be named, and its root must exist (unless the
+    datamodule is about to download into it)."""
+    data = cfg.get("data")
+    for name in ("root", "csv", "path"):
+        if data is not None and OmegaConf.is_missing(data, name):
+            raise ConfigError(
+                f"data.{name}", "???", "must be set", f"data.{name}=/path/to/your/data"
+            )
+    root = _value(cfg, "data.root")
+    downloads = _value(cfg, "data.download") is True
+    if root is not _MISSING and not downloads and not Path(str(root)).expanduser().is_dir():
+        raise ConfigError(
+            "data.root", root, "no such folder", "give the folder holding your images"
         )
