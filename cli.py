@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> float:
         from hydra.utils import instantiate
 
         from paradigms.contract import Context, check_optimized_metric
-        from paradigms.plots import plot_run
+        from paradigms.plots import describe, plot_run
         from paradigms.summary import SUMMARY, print_summary, write_summary
         from paradigms.tracking import log_summary
         from paradigms.training import Stages
@@ -80,12 +80,11 @@ def main(cfg: DictConfig) -> float:
             trackers = log_summary(
                 plain["logger"], run_dir, result.metrics, [run_dir / SUMMARY, *plots]
             )
-            footer = [f"plots: {', '.join(str(p.relative_to(run_dir)) for p in plots)}", *trackers]
             print_summary(
                 result,
                 f"{paradigm_name} on {hydra_cfg.runtime.choices.data}",
                 run_dir,
-                footer=footer,
+                footer=[*describe(plots, run_dir), *trackers],
             )
         return result.metrics[cfg.optimized_metric]
 

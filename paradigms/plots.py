@@ -269,7 +269,8 @@ def plot_stage(stage_dir: Path, title: str = "") -> list[Path]:
     made: list[Path | None] = []
     if (stage_dir / METRICS).is_file():
         rows = safe(read_metrics)(stage_dir / METRICS) or []
-        made.append(curves(rows, stage_dir / "learning_curves.png", title))
+        if any(re.match(r"^(train|val)/", k) for row in rows for k in row):  # not test-only
+            made.append(curves(rows, stage_dir / "learning_curves.png", title))
         if has_task_columns(rows):
             made.append(task_curves(rows, stage_dir / "task_metrics.png"))
     if (stage_dir / CONFUSION).is_file():
@@ -298,3 +299,9 @@ def plot_run(run_dir: Path, rows: Sequence[Row]) -> list[Path]:
     except Exception as error:
         warnings.warn(f"plots not made: {error!r}", stacklevel=2)
     return made
+
+
+def describe(made: Sequence[Path], run_dir: Path) -> list[str]:
+    """The summary's line naming the plots written (none when there are none)."""
+    names = [str(path.relative_to(run_dir)) for path in made]
+    return [f"plots: {', '.join(names)}"] if names else []
