@@ -72,8 +72,8 @@ def test_a_plot_that_cannot_be_made_warns(tmp_path: Path) -> None:
         assert plots.curves([], tmp_path / "empty.png") is None
     with pytest.warns(UserWarning, match="not made"):
         assert plots.comparison_bars([Row("alone", {})], tmp_path / "alone.png") is None
-    (tmp_path / "metrics.csv").write_text("not,a\nmetrics file")
-    with pytest.warns(UserWarning):
+    (tmp_path / "confusion_matrix.json").write_text('[["not a count"]]')
+    with pytest.warns(UserWarning, match="not made"):
         assert plots.plot_run(tmp_path, []) == []
 
 
