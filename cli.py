@@ -36,7 +36,9 @@ def main(cfg: DictConfig) -> float:
         from hydra.utils import instantiate
 
         from paradigms.contract import Context, check_optimized_metric
-        from paradigms.summary import print_summary, write_summary
+        from paradigms.plots import describe, plot_run
+        from paradigms.summary import SUMMARY, print_summary, write_summary
+        from paradigms.tracking import log_summary
         from paradigms.training import Stages
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -49,7 +51,13 @@ def main(cfg: DictConfig) -> float:
             data=plain["data"],
             source=plain.get("source"),
             stages=Stages(
-                plain["trainer"], plain["callbacks"], plain["logger"], cfg.seed, bool(cfg.resume)
+                plain["trainer"],
+                plain["callbacks"],
+                plain["logger"],
+                cfg.seed,
+                bool(cfg.resume),
+                run_dir=run_dir,
+                hparams=plain,
             ),
             compare=compare_list(plain["compare"], paradigm.default_compare),
             cache_dir=Path(cfg.paths.cache_dir),
@@ -68,7 +76,16 @@ def main(cfg: DictConfig) -> float:
                     "wall_time_s": round(time.perf_counter() - started, 2),
                 },
             )
-            print_summary(result, f"{paradigm_name} on {hydra_cfg.runtime.choices.data}", run_dir)
+            plots = plot_run(run_dir, result.rows)
+            trackers = log_summary(
+                plain["logger"], run_dir, result.metrics, [run_dir / SUMMARY, *plots]
+            )
+            print_summary(
+                result,
+                f"{paradigm_name} on {hydra_cfg.runtime.choices.data}",
+                run_dir,
+                footer=[*describe(plots, run_dir), *trackers],
+            )
         return result.metrics[cfg.optimized_metric]
 
 

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from paradigms.optim import build_optimizer, build_schedule
 
@@ -29,6 +29,7 @@ def reported_metrics(top_k: int, stages: list[str]) -> list[str]:
 
 class ClassificationModule(pl.LightningModule):
     """Trains ``model`` with cross-entropy; logs loss and accuracy per split as ``split/name``.
+    Testing also fills ``test_confusion_matrix`` (counts, rows: true class) for the plots.
 
     ``param_groups`` (optional) replaces the model's parameters as the optimizer's groups, so a
     paradigm can set per-group learning rates or leave frozen parameters out.
@@ -57,6 +58,8 @@ class ClassificationModule(pl.LightningModule):
                 for split in ("train", "val", "test")
             }
         )
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_confusion_matrix: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -71,6 +74,8 @@ class ClassificationModule(pl.LightningModule):
         loss = self.loss(logits, batch) if split == "train" else self.criterion(logits, y)
         metrics = self.metrics[f"{split}_metrics"]
         metrics.update(logits.detach(), y)
+        if split == "test":
+            self.test_confusion.update(logits.detach(), y)
         on_step = split == "train"
         self.log(
             f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True
@@ -86,6 +91,10 @@ class ClassificationModule(pl.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.test_confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = self.param_groups or self.model

@@ -34,9 +34,14 @@ def _columns(result: Result) -> list[str]:
 
 
 def print_summary(
-    result: Result, title: str, run_dir: Path, console: Console | None = None
+    result: Result,
+    title: str,
+    run_dir: Path,
+    console: Console | None = None,
+    footer: list[str] | None = None,
 ) -> None:
-    """One row per model of the run, its test metrics and parameter counts."""
+    """One row per model of the run, its test metrics and parameter counts; then the run
+    directory and the ``footer`` lines (plots, tracker runs)."""
     table = Table(title=title, title_justify="left")
     table.add_column("model", style="bold")
     columns = _columns(result)
@@ -55,3 +60,5 @@ def print_summary(
     for note in result.notes:
         console.print(f"  {note}")
     console.print(f"  run directory: [cyan]{run_dir}[/]")
+    for line in footer or []:
+        console.print(f"  {line}", highlight=False)

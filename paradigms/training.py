@@ -22,8 +22,10 @@ from pytorch_lightning.callbacks import Callback
 
 from paradigms.backbone import export_model
 from paradigms.csv_logger import ResumableCSVLogger
+from paradigms.tracking import build_loggers, close
 
 RESULTS = "results.json"
+CONFUSION = "confusion_matrix.json"
 LAST_CHECKPOINT = "last.ckpt"
 
 
@@ -52,13 +54,16 @@ class EpochSeed(Callback):
 @dataclass
 class Stages:
     """What a paradigm needs to train: the trainer, callback and logger configs, the seed,
-    and whether to resume stages found on disk."""
+    whether to resume stages found on disk, and for the trackers the run directory and the
+    hyper-parameters (the resolved config) each stage's tracker run records."""
 
     trainer: dict[str, Any]
     callbacks: dict[str, Any]
     loggers: dict[str, Any]
     seed: int
     resume: bool = False
+    run_dir: Path | None = None
+    hparams: dict[str, Any] | None = None
 
     def trainer_for(self, stage_dir: Path, monitor: str, mode: str, **overrides: Any) -> pl.Trainer:
         """A Trainer writing checkpoints and logs under ``stage_dir``."""
@@ -76,9 +81,7 @@ class Stages:
             elif spec["_target_"].endswith("EarlyStopping"):
                 spec = {**spec, "monitor": monitor, "mode": mode}
             callbacks.append(instantiate(spec))
-        loggers = [
-            instantiate(spec, save_dir=str(stage_dir)) for spec in self.loggers.values() if spec
-        ]
+        loggers = build_loggers(self.loggers, stage_dir, self.run_dir, self.hparams)
         options = {**self.trainer, **overrides}
         return instantiate(
             options, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir)
@@ -109,8 +112,10 @@ class Stages:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        close(trainer.loggers)
         metrics = {k: float(v) for k, v in results[0].items()}
         if trainer.is_global_zero:
+            save_confusion(module, stage_dir)
             export_model(module.model, stage_dir, meta or {})
             done.write_text(json.dumps(metrics, indent=2, sort_keys=True))
         trainer.strategy.barrier()
@@ -122,4 +127,16 @@ class Stages:
         """Tests ``module`` as it is, without training (e.g. a source model on the target)."""
         trainer = self.trainer_for(stage_dir, "val/acc", "max")
         results = trainer.test(module, datamodule=datamodule, verbose=False)
+        close(trainer.loggers)
+        if trainer.is_global_zero:
+            save_confusion(module, stage_dir)
         return {k: float(v) for k, v in results[0].items()}
+
+
+def save_confusion(module: pl.LightningModule, stage_dir: Path) -> None:
+    """Keeps the test confusion matrix a module measured (rows: true class) beside the
+    stage's results, for the plots."""
+    matrix = getattr(module, "test_confusion_matrix", None)
+    if matrix is not None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / CONFUSION).write_text(json.dumps(matrix.tolist()))

@@ -15,11 +15,11 @@ from conftest import FAST, ROOT, cli, run_dirs, summary
 RUN = [*FAST, "paradigm=scratch", "trainer.max_epochs=5"]
 
 
-def _kill_after_checkpoint(output_root: Path, epochs_done: int) -> Path:
+def _kill_after_checkpoint(output_root: Path, epochs_done: int, run: list[str] = RUN) -> Path:
     """Starts a run, SIGKILLs it once ``epochs_done`` epochs are checkpointed; returns its dir."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "cli.py", f"paths.output_root={output_root}", *RUN],
+        [sys.executable, "cli.py", f"paths.output_root={output_root}", *run],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
