@@ -129,6 +129,8 @@ def load_weights(model: nn.Module, path: Path) -> bool:
     if not head_kept:
         state = {k: v for k, v in state.items() if k not in head}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    # FrozenBatchNorm2d (a frozen layer's export) keeps no num_batches_tracked: bookkeeping only
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     wrong = [k for k in missing if k not in head] + [k for k in unexpected if k not in head]
     if wrong:
         raise ConfigError(
