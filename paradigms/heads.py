@@ -8,6 +8,8 @@ own layer, so the exported weights load into a stock timm model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from paradigms.errors import ConfigError
@@ -18,7 +20,7 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tan
 def build_head(
     in_features: int,
     num_classes: int,
-    hidden: list[int],
+    hidden: Sequence[int] = (),
     dropout: float = 0.0,
     activation: str = "gelu",
 ) -> nn.Module:
@@ -37,7 +39,7 @@ def build_head(
 def replace_head(
     model: nn.Module,
     num_classes: int,
-    hidden: list[int],
+    hidden: Sequence[int] = (),
     dropout: float = 0.0,
     activation: str = "gelu",
 ) -> None:
