@@ -29,6 +29,10 @@ class DigitsDataModule(pl.LightningDataModule):
     mean, std.
     """
 
+    random_augmentation = (
+        False  # the same pixels every epoch: a frozen backbone's features can be cached
+    )
+
     def __init__(
         self,
         image_size: int = 32,

@@ -128,7 +128,13 @@ def load_weights(model: nn.Module, path: Path) -> bool:
     head_kept = all(k in state and state[k].shape == own[k].shape for k in head)
     if not head_kept:
         state = {k: v for k, v in state.items() if k not in head}
-    misfit = [k for k in own.keys() - head if k not in state or state[k].shape != own[k].shape]
+    # FrozenBatchNorm2d (a frozen layer's export) keeps no num_batches_tracked: bookkeeping only
+    misfit = [
+        k
+        for k in own.keys() - head
+        if (k not in state and not k.endswith("num_batches_tracked"))
+        or (k in state and state[k].shape != own[k].shape)
+    ]
     misfit += [k for k in state.keys() - own.keys()]
     if misfit:
         raise ConfigError(

@@ -95,9 +95,11 @@ class Stages:
         monitor: str = "val/acc",
         mode: str = "max",
         meta: dict[str, Any] | None = None,
+        export: torch.nn.Module | None = None,
         **overrides: Any,
     ) -> dict[str, float]:
-        """Fits, tests the best checkpoint, exports its model; returns the test metrics."""
+        """Fits, tests the best checkpoint, exports its model (or ``export``, a model that
+        contains the trained one); returns the test metrics."""
         done = stage_dir / RESULTS
         if done.is_file():
             return json.loads(done.read_text())
@@ -116,7 +118,7 @@ class Stages:
         metrics = {k: float(v) for k, v in results[0].items()}
         if trainer.is_global_zero:
             save_confusion(module, stage_dir)
-            export_model(module.model, stage_dir, meta or {})
+            export_model(module.model if export is None else export, stage_dir, meta or {})
             done.write_text(json.dumps(metrics, indent=2, sort_keys=True))
         trainer.strategy.barrier()
         return metrics
