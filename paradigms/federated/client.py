@@ -51,7 +51,9 @@ class FlatModel:
 
 
 def _views(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [v.view_as(t) for v, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+    return [
+        v.view_as(t) for v, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
+    ]
 
 
 @dataclass

@@ -164,7 +164,9 @@ class Simulation:
             dist.all_reduce(rows)
         returned = rows[:, -1] == 1
         accepted = returned & torch.isfinite(rows).all(1)
-        state = self._aggregate(state, rows[accepted], [c for c, a in zip(sampled, accepted) if a])
+        state = self._aggregate(
+            state, rows[accepted], [c for c, a in zip(sampled, accepted.tolist(), strict=True) if a]
+        )
         state["round"] = round_ + 1
         variate_bytes = self.P * 4 if self.strategy.uses_variates else 0
         model_bytes = (self.P + self.B) * state["params"].element_size()
