@@ -33,7 +33,7 @@ from paradigms.federated.server import SAMPLE, stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SEED, CLIENTS, FRACTION, BATCH, LR, IMG = 0, 20, 0.5, 16, 0.05, 16
+SEED, CLIENTS, FRACTION, BATCH, LR, MOMENTUM, IMG = 0, 20, 0.5, 16, 0.1, 0.5, 16
 
 
 def bare_fedavg(rounds: int) -> tuple[float, float]:
@@ -55,7 +55,7 @@ def bare_fedavg(rounds: int) -> tuple[float, float]:
         for k in sorted(order[:per_round].tolist()):
             model.load_state_dict(global_state)
             model.train()
-            opt = torch.optim.SGD(model.parameters(), lr=LR)
+            opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
             cx, cy = x[parts[k]], y[parts[k]]
             for index in torch.randperm(len(cy)).split(BATCH):
                 if len(index) < 2:
@@ -84,7 +84,8 @@ def runner_fedavg(rounds: int) -> tuple[float, float]:
             "backbone=test_resnet", f"backbone.img_size={IMG}", f"seed={SEED}",
             f"paradigm.rounds={rounds}", f"paradigm.num_clients={CLIENTS}",
             f"paradigm.fraction={FRACTION}", f"paradigm.batch_size={BATCH}",
-            f"paradigm.optimizer.lr={LR}", "paradigm.progress=false",
+            f"paradigm.optimizer.lr={LR}", f"paradigm.optimizer.momentum={MOMENTUM}",
+            "paradigm.progress=false",
         ]  # fmt: skip
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
         summary = json.loads(next(Path(out).glob("federated/*/*/summary.json")).read_text())
