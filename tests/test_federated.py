@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, cli, run_dirs, summary
 from safetensors.torch import load_file
 
@@ -39,9 +40,16 @@ def _same_model(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all(left[k].equal(right[k]) for k in left)
 
 
-def test_a_run_writes_rounds_plots_and_summary(out: Path) -> None:
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One uninterrupted single-process run, shared by the tests below."""
+    out = tmp_path_factory.mktemp("full")
     process = cli(*RUN, output_root=out)
-    run_dir = run_dirs(out, "federated")[0]
+    return run_dirs(out, "federated")[0], process.stdout
+
+
+def test_a_run_writes_rounds_plots_and_summary(full: tuple[Path, str]) -> None:
+    run_dir, stdout = full
     rows = _rows(run_dir)
     assert [r["round"] for r in rows] == ["1", "2", "3", "4"]
     for key in ("test/acc", "test/loss", "train/client_loss", "clients/sampled", "bytes/down",
@@ -54,7 +62,7 @@ def test_a_run_writes_rounds_plots_and_summary(out: Path) -> None:
     assert all(int(r["bytes/up"]) == per_client * int(r["clients/returned"]) for r in rows)
     assert (run_dir / "accuracy.png").stat().st_size > 0
     assert (run_dir / "label_distribution.png").stat().st_size > 0
-    assert "IID partition over 6 clients" in process.stdout
+    assert "IID partition over 6 clients" in stdout
     metrics = summary(run_dir)["metrics"]
     assert metrics["test/acc"] == float(rows[-1]["test/acc"])
 
@@ -82,9 +90,8 @@ def _kill_after_round(output_root: Path, rounds_done: int) -> Path:
     return run_dir
 
 
-def test_killed_run_resumes_bit_identical(tmp_path: Path) -> None:
-    cli(*RUN, output_root=tmp_path / "full")
-    full = run_dirs(tmp_path / "full", "federated")[0]
+def test_killed_run_resumes_bit_identical(tmp_path: Path, full: tuple[Path, str]) -> None:
+    full = full[0]
 
     killed = _kill_after_round(tmp_path / "killed", rounds_done=2)
     cli(f"resume={killed}", output_root=tmp_path / "killed")
@@ -105,3 +112,13 @@ def test_two_processes_give_the_same_global_model(tmp_path: Path) -> None:
     )
     assert _same_model(one, two)
     assert summary(one)["metrics"] == summary(two)["metrics"]
+
+
+def test_bad_values_stop_before_training_with_one_line(out: Path) -> None:
+    process = cli(*RUN, "paradigm/strategy=krum", check=False, output_root=out)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        "error: paradigm.strategy.byzantine=1: Krum needs more than 2f + 2 clients a round, "
+        "got 3. Fix: sample more clients (paradigm.fraction) or lower byzantine"
+    ]
+    assert not run_dirs(out, "federated"), "a run that fails validation leaves nothing behind"
