@@ -151,6 +151,10 @@ class Federated:
         _join(0, self.processes, port)
         try:
             return self.simulate(context, 0, self.processes)
+        except BaseException:
+            for worker in workers:  # they would wait for rank 0 in the next all_reduce
+                worker.terminate()
+            raise
         finally:
             for worker in workers:
                 worker.join()
