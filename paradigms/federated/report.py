@@ -140,7 +140,7 @@ class RoundDisplay:
         )
         if "fed/mean_acc" in m:
             line += f"  clients mean {m['fed/mean_acc']:.3f} worst {m['fed/worst_acc']:.3f}"
-        self.console.print(line, highlight=False)
+        self.console.print(line, highlight=False, soft_wrap=True)
         if self.progress:
             self.progress.update(self.task, completed=m["round"], status=f"acc {m['test/acc']:.4f}")
 

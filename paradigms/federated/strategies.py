@@ -75,6 +75,10 @@ class Strategy:
         return self.server_step(weights, self.combine(updates.deltas, updates.weights), state)
 
 
+class FedAvg(Strategy):
+    """The base strategy as it is, under its name."""
+
+
 class FedProx(Strategy):
     """FedAvg whose clients minimise loss + mu/2 ||w - w_global||^2."""
 
