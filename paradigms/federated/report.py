@@ -45,7 +45,8 @@ def plot_partition(counts: torch.Tensor, path: Path) -> None:
         ax.bar(range(len(counts)), counts[:, c], bottom=bottom, color=colors(c % 10), label=str(c))
         bottom += counts[:, c]
     ax.set(xlabel="client", ylabel="samples", title="label distribution per client")
-    ax.legend(title="class", fontsize="small", ncol=2, bbox_to_anchor=(1.0, 1.0))
+    ax.set_xticks(range(len(counts)))
+    ax.legend(title="class", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
