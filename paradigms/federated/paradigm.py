@@ -1,0 +1,257 @@
+"""Federated learning, simulated: the training set split over clients, a global model trained
+over communication rounds (McMahan et al. 2017, "Communication-efficient learning of deep
+networks from decentralized data"), evaluated centrally after every round.
+
+Clients are not processes: their data stays in memory as tensors and one model object is
+reused (see ``client.py``). With ``processes > 1`` the clients of a round are spread over
+processes joined by torch.distributed (gloo); a run already inside a process group (torchrun,
+SLURM) uses that group as it is.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from rich.console import Console
+
+from datamodules.partition import Partitioner
+from paradigms.backbone import count_parameters, create_model, export_model
+from paradigms.classifier import reported_metrics
+from paradigms.contract import Context, Result, Row
+from paradigms.errors import ConfigError
+from paradigms.federated.client import FlatModel
+from paradigms.federated.report import (
+    RoundDisplay,
+    RoundLog,
+    label_counts,
+    plot_accuracy,
+    plot_partition,
+    print_partition,
+)
+from paradigms.federated.server import (
+    Federation,
+    Plan,
+    Simulation,
+    load_checkpoint,
+    save_checkpoint,
+)
+from paradigms.federated.strategies import Strategy
+from paradigms.optim import build_optimizer
+
+PARTITION_SEED = 7_919  # offsets the partition's stream from the rounds' streams
+
+
+def _check(key: str, value: Any, ok: bool, why: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"paradigm.{key}", value, why, fix)
+
+
+class Federated:
+    """Simulated federated training of ``backbone`` on the configured data.
+
+    Config keys: rounds, num_clients, fraction (of clients sampled a round), local_epochs or
+    local_steps, batch_size, optimizer (the clients'), strategy (group ``paradigm/strategy``),
+    partition (group ``paradigm/partition``), norm (``average`` | ``local``: FedBN), dropout,
+    straggler, local_holdout (federated evaluation), processes, progress, top_k.
+    Reports ``test/*`` of the final global model; writes metrics.csv (a row per round),
+    accuracy.png, label_distribution.png, checkpoints/last_round.pt and model.safetensors.
+    Raises ConfigError for values out of range, a partition that cannot be made, a strategy
+    that cannot work with the clients sampled a round, or a comparison (none is offered).
+    """
+
+    default_compare: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        partition: Partitioner,
+        optimizer: dict[str, Any],
+        rounds: int = 30,
+        num_clients: int = 20,
+        fraction: float = 0.5,
+        local_epochs: int = 1,
+        local_steps: int | None = None,
+        batch_size: int = 32,
+        norm: str = "average",
+        dropout: float = 0.0,
+        straggler: float = 0.0,
+        local_holdout: float = 0.0,
+        processes: int = 1,
+        progress: bool = True,
+        top_k: int = 3,
+    ) -> None:
+        self.strategy, self.partition, self.optimizer = strategy, partition, optimizer
+        self.num_clients, self.local_holdout = num_clients, local_holdout
+        self.processes, self.progress = processes, progress
+        self.plan = Plan(
+            rounds,
+            fraction,
+            local_epochs,
+            local_steps,
+            batch_size,
+            dropout,
+            straggler,
+            norm,
+            eval_batch_size=512,
+            top_k=top_k,
+        )
+
+    def reports(self, compare: list[str]) -> list[str]:
+        if compare:
+            raise ConfigError("compare", compare[0], "federated offers no baseline", "compare=none")
+        return reported_metrics(self.plan.top_k, [""])
+
+    def check(self) -> None:
+        """Stops on values the simulation cannot work with, before anything is built."""
+        p = self.plan
+        _check("rounds", p.rounds, p.rounds >= 1, "must be >= 1", "paradigm.rounds=30")
+        _check("num_clients", self.num_clients, self.num_clients >= 1, "must be >= 1", "20")
+        _check("fraction", p.fraction, 0 < p.fraction <= 1, "must be in (0, 1]", "0.5")
+        _check("local_epochs", p.local_epochs, p.local_epochs >= 1, "must be >= 1", "1")
+        _check(
+            "local_steps",
+            p.local_steps,
+            p.local_steps is None or p.local_steps >= 1,
+            "must be null or >= 1",
+            "null",
+        )
+        _check("batch_size", p.batch_size, p.batch_size >= 1, "must be >= 1", "32")
+        _check("dropout", p.dropout, 0 <= p.dropout < 1, "must be in [0, 1)", "0.1")
+        _check("straggler", p.straggler, 0 <= p.straggler <= 1, "must be in [0, 1]", "0.2")
+        _check("norm", p.norm, p.norm in ("average", "local"), "unknown", "average or local")
+        _check(
+            "local_holdout",
+            self.local_holdout,
+            0 <= self.local_holdout < 1,
+            "must be in [0, 1)",
+            "0.2",
+        )
+        _check("processes", self.processes, self.processes >= 1, "must be >= 1", "1")
+        self.strategy.check(max(1, round(p.fraction * self.num_clients)))
+
+    def run(self, context: Context) -> Result:
+        self.check()
+        if dist.is_available() and dist.is_initialized():
+            return self.simulate(context, dist.get_rank(), dist.get_world_size())
+        if self.processes == 1:
+            return self.simulate(context, 0, 1)
+        port = _free_port()
+        spawn = mp.get_context("spawn")
+        workers = [
+            spawn.Process(target=_worker, args=(self, context, rank, port), daemon=True)
+            for rank in range(1, self.processes)
+        ]
+        for worker in workers:
+            worker.start()
+        _join(0, self.processes, port)
+        try:
+            return self.simulate(context, 0, self.processes)
+        except BaseException:
+            for worker in workers:  # they would wait for rank 0 in the next all_reduce
+                worker.terminate()
+            raise
+        finally:
+            for worker in workers:
+                worker.join()
+            dist.destroy_process_group()
+
+    def federation(self, context: Context, console: Console | None) -> tuple[Federation, int]:
+        """Every client's data (and holdout), the test set, and the number of classes."""
+        datamodule = context.datamodule()
+        datamodule.setup("fit")
+        x, y = datamodule.splits["train"].tensors
+        generator = torch.Generator().manual_seed(context.seed * 1_000_003 + PARTITION_SEED)
+        parts = self.partition(y, self.num_clients, generator)
+        clients, holdouts = [], []
+        for part in parts:
+            held = int(self.local_holdout * len(part))
+            order = part[torch.randperm(len(part), generator=generator)]
+            train, hold = order[held:].sort().values, order[:held].sort().values
+            clients.append((x[train], y[train]))
+            if held:
+                holdouts.append((x[hold], y[hold]))
+        if console is not None:
+            counts = label_counts([c[1] for c in clients], datamodule.num_classes)
+            name = type(self.partition).__name__
+            print_partition(counts, f"{name} partition over {self.num_clients} clients", console)
+            plot_partition(counts, context.run_dir / "label_distribution.png")
+        return Federation(
+            clients, holdouts, datamodule.splits["test"].tensors
+        ), datamodule.num_classes
+
+    def simulate(self, context: Context, rank: int, world: int) -> Result:
+        """This process's share of the simulation; rank 0 reports and writes."""
+        console = Console() if rank == 0 else None
+        federation, num_classes = self.federation(context, console)
+        model = create_model(context.backbone, num_classes)
+        flat = FlatModel(model)
+        optimizer = build_optimizer(model, self.optimizer)
+        sim = Simulation(
+            flat, optimizer, self.strategy, federation, self.plan, context.seed, rank, world
+        )
+        state = (
+            load_checkpoint(context.run_dir) if context.stages.resume else None
+        ) or sim.initial_state()
+        log = RoundLog(context.run_dir, state["round"]) if rank == 0 else None
+
+        def on_round(state: dict[str, Any], metrics: dict[str, Any]) -> None:
+            log.append(metrics)
+            save_checkpoint(state, context.run_dir)
+            display.update(metrics)
+
+        with RoundDisplay(
+            self.plan.rounds,
+            state["round"],
+            console or Console(quiet=True),
+            self.progress and rank == 0,
+        ) as display:
+            state = sim.run(state, on_round)
+        metrics = sim.evaluate(state) if rank == 0 else {}
+        if rank != 0:
+            return Result(metrics)
+        export_model(
+            model, context.run_dir, {"backbone": context.backbone, "num_classes": num_classes}
+        )
+        plot_accuracy(log.rows, context.run_dir / "accuracy.png")
+        trainable, total = count_parameters(model)
+        name = f"federated {type(self.strategy).__name__} ({type(self.partition).__name__})"
+        down = sum(float(r["bytes/down"]) for r in log.rows)
+        up = sum(float(r["bytes/up"]) for r in log.rows)
+        rejected = sum(int(r["clients/rejected"]) for r in log.rows)
+        notes = [
+            f"{self.plan.rounds} rounds, {self.num_clients} clients, {world} process(es); "
+            f"traffic {down / 2**20:.1f} MiB down, {up / 2**20:.1f} MiB up; "
+            f"{rejected} non-finite client update(s) rejected"
+        ]
+        test = {k: v for k, v in metrics.items() if k.startswith("test/")}
+        return Result({**metrics}, [Row(name, test, trainable, total)], notes)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(minutes=10),
+    )
+
+
+def _worker(paradigm: Federated, context: Context, rank: int, port: int) -> None:
+    """A spawned rank > 0: trains its share of every round."""
+    _join(rank, paradigm.processes, port)
+    try:
+        paradigm.simulate(context, rank, paradigm.processes)
+    finally:
+        dist.destroy_process_group()

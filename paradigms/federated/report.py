@@ -1,0 +1,150 @@
+"""What a federated run shows and leaves behind: the partition table, a line per round,
+``metrics.csv`` (one row per round, kept across a resume) and the PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+METRICS = "metrics.csv"
+
+
+def label_counts(labels: list[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """[clients, classes] sample counts."""
+    return torch.stack([torch.bincount(y, minlength=num_classes) for y in labels])
+
+
+def print_partition(counts: torch.Tensor, title: str, console: Console) -> None:
+    """Samples and classes per client, with the per-class counts."""
+    table = Table(title=title, title_justify="left")
+    for column in ("client", "samples", "classes", "per class"):
+        table.add_column(column, justify="left" if column == "per class" else "right")
+    for client, row in enumerate(counts.tolist()):
+        per_class = " ".join(f"{n:3d}" for n in row)
+        table.add_row(str(client), str(sum(row)), str(sum(n > 0 for n in row)), per_class)
+    console.print(table)
+
+
+def plot_partition(counts: torch.Tensor, path: Path) -> None:
+    """A stacked bar per client: how many samples of each class it holds."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(counts)), 4))
+    bottom = torch.zeros(len(counts))
+    colors = plt.get_cmap("tab10")
+    for c in range(counts.shape[1]):
+        ax.bar(range(len(counts)), counts[:, c], bottom=bottom, color=colors(c % 10), label=str(c))
+        bottom += counts[:, c]
+    ax.set(xlabel="client", ylabel="samples", title="label distribution per client")
+    ax.set_xticks(range(len(counts)))
+    ax.legend(title="class", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    """Global test accuracy (and the clients' mean/worst holdout accuracy) per round."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rounds = [int(r["round"]) for r in rows]
+    for key, label in (
+        ("test/acc", "global test"),
+        ("fed/mean_acc", "clients mean"),
+        ("fed/worst_acc", "worst client"),
+    ):
+        values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        if values:
+            ax.plot(rounds[: len(values)], values, marker=".", label=label)
+    ax.set(xlabel="round", ylabel="accuracy", ylim=(0, 1), title="accuracy per round")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class RoundLog:
+    """``metrics.csv`` rows; on resume, the rows of rounds past the checkpoint are dropped
+    (they will be run again)."""
+
+    def __init__(self, run_dir: Path, last_round: int) -> None:
+        self.path = run_dir / METRICS
+        self.rows: list[dict[str, Any]] = []
+        if self.path.is_file() and last_round > 0:
+            with self.path.open(newline="") as file:
+                self.rows = [r for r in csv.DictReader(file) if int(r["round"]) <= last_round]
+        self._write()
+
+    def append(self, metrics: dict[str, Any]) -> None:
+        self.rows.append(metrics)
+        self._write()
+
+    def _write(self) -> None:
+        keys = list(dict.fromkeys(k for row in self.rows for k in row)) or ["round"]
+        partial = self.path.with_suffix(".tmp")
+        with partial.open("w", newline="") as file:
+            writer = csv.DictWriter(file, keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        partial.replace(self.path)
+
+
+class RoundDisplay:
+    """A rich progress bar over rounds and one line per round with its numbers."""
+
+    def __init__(self, rounds: int, start: int, console: Console, progress: bool) -> None:
+        self.console = console
+        self.progress = (
+            Progress(
+                TextColumn("[bold]federated rounds"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=console,
+                transient=True,
+            )
+            if progress
+            else None
+        )
+        self.task = (
+            self.progress.add_task("rounds", total=rounds, completed=start, status="")
+            if self.progress
+            else None
+        )
+
+    def __enter__(self) -> RoundDisplay:
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def update(self, m: dict[str, Any]) -> None:
+        line = (
+            f"round {m['round']:>3}  acc {m['test/acc']:.4f}  loss {m['test/loss']:.4f}  "
+            f"client {m['train/client_loss']:.4f}  clients {m['clients/returned']}"
+            f"/{m['clients/sampled']}"
+            + (f" (rejected {m['clients/rejected']})" if m["clients/rejected"] else "")
+            + f"  down {_megabytes(m['bytes/down'])} up {_megabytes(m['bytes/up'])}"
+            + f"  {m['time/round_s']:.2f}s"
+        )
+        if "fed/mean_acc" in m:
+            line += f"  clients mean {m['fed/mean_acc']:.3f} worst {m['fed/worst_acc']:.3f}"
+        self.console.print(line, highlight=False, soft_wrap=True)
+        if self.progress:
+            self.progress.update(self.task, completed=m["round"], status=f"acc {m['test/acc']:.4f}")
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / 2**20:.1f}MiB" if math.isfinite(n) else "-"

@@ -1,0 +1,129 @@
+"""Each strategy's aggregate on hand-made client updates, against its formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from paradigms.errors import ConfigError
+from paradigms.federated.client import FlatModel
+from paradigms.federated.server import Federation, Plan, Simulation
+from paradigms.federated.strategies import (
+    FedAdagrad,
+    FedAdam,
+    FedAvgM,
+    FedProx,
+    FedYogi,
+    Krum,
+    Median,
+    Scaffold,
+    Strategy,
+    TrimmedMean,
+    Updates,
+)
+
+W = torch.tensor([1.0, -2.0, 0.5])
+D = torch.tensor([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0], [-2.0, 4.0, 0.0], [10.0, -10.0, 10.0]])
+N = torch.tensor([1.0, 3.0, 2.0, 2.0])
+
+
+def step(strategy, deltas=D, weights=N, state=None):
+    state = strategy.init_state(W) if state is None else state
+    return strategy.aggregate(W, Updates(deltas, weights), state)
+
+
+def test_fedavg_is_the_sample_weighted_mean() -> None:
+    new, _ = step(Strategy(server_lr=0.5))
+    expected = W + 0.5 * (N[:, None] * D).sum(0) / N.sum()
+    torch.testing.assert_close(new, expected)
+
+
+def test_fedprox_adds_the_proximal_gradient() -> None:
+    w = torch.tensor([2.0, 0.0, 1.0])
+    torch.testing.assert_close(FedProx(mu=0.1).correction(w, W, None), 0.1 * (w - W))
+    assert Strategy().correction(w, W, None) is None
+
+
+def test_fedavgm_accumulates_server_momentum() -> None:
+    strategy = FedAvgM(momentum=0.9, server_lr=1.0)
+    mean = (N[:, None] * D).sum(0) / N.sum()
+    w1, state = step(strategy)
+    torch.testing.assert_close(w1, W + mean)
+    w2, _ = strategy.aggregate(w1, Updates(D, N), state)
+    torch.testing.assert_close(w2, w1 + (0.9 * mean + mean))
+
+
+@pytest.mark.parametrize("cls", [FedAdam, FedYogi, FedAdagrad])
+def test_adaptive_servers_follow_reddi_et_al(cls) -> None:
+    b1, b2, tau, lr = 0.9, 0.99, 1e-3, 0.01
+    new, state = step(cls(server_lr=lr, beta1=b1, beta2=b2, tau=tau))
+    g = (N[:, None] * D).sum(0) / N.sum()
+    m = (1 - b1) * g
+    v0 = torch.full_like(W, tau**2)
+    v = {
+        FedAdam: b2 * v0 + (1 - b2) * g**2,
+        FedYogi: v0 - (1 - b2) * g**2 * torch.sign(v0 - g**2),
+        FedAdagrad: v0 + g**2,
+    }[cls]
+    torch.testing.assert_close(state["m"], m)
+    torch.testing.assert_close(state["v"], v)
+    torch.testing.assert_close(new, W + lr * m / (v.sqrt() + tau))
+
+
+def test_scaffold_moves_c_by_the_mean_variate_change_times_s_over_n() -> None:
+    strategy = Scaffold()
+    state = strategy.init_state(W)
+    variates = torch.ones(4, 3)
+    new, state = strategy.aggregate(W, Updates(D, N, variates, num_clients=8), state)
+    torch.testing.assert_close(state["c"], torch.full((3,), 4 / 8))
+    torch.testing.assert_close(new, W + (N[:, None] * D).sum(0) / N.sum())
+    c_minus_ci = torch.tensor([0.5, 0.0, -1.0])
+    torch.testing.assert_close(strategy.correction(W, W, c_minus_ci), c_minus_ci)
+
+
+def test_median_and_trimmed_mean_are_coordinate_wise() -> None:
+    new, _ = step(Median())
+    torch.testing.assert_close(new, W + torch.tensor([2.0, 1.0, 1.5]))
+    new, _ = step(TrimmedMean(beta=0.25))
+    torch.testing.assert_close(new, W + torch.tensor([2.0, 1.0, 1.5]))
+    new, _ = step(TrimmedMean(beta=0.0))
+    torch.testing.assert_close(new, W + D.mean(0))
+
+
+def test_krum_discards_the_outlier() -> None:
+    close = torch.tensor([[1.0, 1.0, 1.0], [1.1, 0.9, 1.0], [0.9, 1.0, 1.1], [1.0, 1.1, 0.9]])
+    deltas = torch.cat([close, torch.tensor([[50.0, -50.0, 50.0]])])
+    krum = Krum(byzantine=1, num_selected=1)
+    scores = krum.scores(deltas)
+    # Score: the summed squared distances to the K - f - 2 = 2 nearest others.
+    distances = torch.cdist(deltas, deltas).square()
+    expected = torch.stack([row.sort().values[1:3].sum() for row in distances])
+    torch.testing.assert_close(scores, expected)
+    new, _ = step(krum, deltas, torch.ones(5))
+    torch.testing.assert_close(new, W + deltas[scores.argmin()])
+    new, _ = step(Krum(byzantine=1, num_selected=4), deltas, torch.ones(5))
+    torch.testing.assert_close(new, W + close.mean(0))
+    with pytest.raises(ConfigError, match="byzantine"):
+        Krum(byzantine=2).check(clients_per_round=6)
+
+
+def test_non_finite_client_updates_are_rejected_and_the_round_goes_on() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    flat = FlatModel(model)
+    x = torch.randn(40, 4)
+    y = torch.arange(40) % 3
+    poisoned = x[:10].clone()
+    poisoned[0, 0] = float("nan")
+    clients = [(poisoned, y[:10]), (x[10:20], y[10:20]), (x[20:30], y[20:30])]
+    plan = Plan(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
+    sim = Simulation(
+        flat, torch.optim.SGD(model.parameters(), lr=0.1), Strategy(),
+        Federation(clients, [], (x[30:], y[30:])), plan, seed=0,
+    )  # fmt: skip
+    start = sim.initial_state()
+    state, metrics = sim.step(start, 0)
+    assert metrics["clients/returned"] == 3 and metrics["clients/rejected"] == 1
+    assert torch.isfinite(state["params"]).all()
+    assert not torch.equal(state["params"], start["params"]), "the finite updates were applied"
