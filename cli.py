@@ -58,6 +58,7 @@ def main(cfg: DictConfig) -> float:
                 bool(cfg.resume),
                 run_dir=run_dir,
                 hparams=plain,
+                nonfinite=cfg.nonfinite,
             ),
             compare=compare_list(plain["compare"], paradigm.default_compare),
             cache_dir=Path(cfg.paths.cache_dir),

@@ -45,7 +45,9 @@ def runner_epochs(cfg: dict, epochs: int) -> list[float]:
     datamodule.setup("fit")
     paradigm = cfg["paradigm"]
     model = create_model({**cfg["backbone"], "weights": "none"}, datamodule.num_classes)
-    module = ClassificationModule(model, datamodule.num_classes, paradigm["optimizer"], paradigm["scheduler"])
+    module = ClassificationModule(
+        model, datamodule.num_classes, paradigm["optimizer"], paradigm["scheduler"]
+    )
     stages = Stages(cfg["trainer"], cfg["callbacks"], cfg["logger"], seed=0)
     with tempfile.TemporaryDirectory() as stage_dir:
         trainer = stages.trainer_for(Path(stage_dir), "val/acc", "max", max_epochs=epochs)
@@ -92,15 +94,23 @@ def main() -> None:
         bare += bare_epochs(cfg, args.epochs)[1:]
         runner += runner_epochs(cfg, args.epochs)[1:]
     ratio = median_time(runner) / median_time(bare)
-    table = Table(title=f"one training epoch, {args.backbone}, digits ({cfg['data']['batch_size']}/batch)")
+    table = Table(
+        title=f"one training epoch, {args.backbone}, digits ({cfg['data']['batch_size']}/batch)"
+    )
     for column in ("path", "median epoch (s)", "ratio"):
         table.add_column(column)
     table.add_row("bare PyTorch loop", f"{median_time(bare):.3f}", "1.00")
     table.add_row("paradigms runner", f"{median_time(runner):.3f}", f"{ratio:.3f}")
     Console().print(table)
-    path = write_result("runner_overhead", {
-        "backbone": args.backbone, "bare_s": median_time(bare), "runner_s": median_time(runner), "ratio": ratio,
-    })
+    path = write_result(
+        "runner_overhead",
+        {
+            "backbone": args.backbone,
+            "bare_s": median_time(bare),
+            "runner_s": median_time(runner),
+            "ratio": ratio,
+        },
+    )
     print(f"written to {path}")
 
 

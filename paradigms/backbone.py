@@ -9,7 +9,6 @@ otherwise the head is re-initialised, which is the only case where it is replace
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
 from paradigms.errors import ConfigError
+from paradigms.model_names import unknown_model_hint
 
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_META = "model.json"
@@ -29,11 +29,9 @@ LIGHTNING_PREFIX = "model."
 
 def check_model_name(name: str) -> None:
     """Stops on a model name timm does not know, suggesting the closest ones."""
-    if timm.is_model(name):
-        return
-    close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
-    raise ConfigError("backbone.name", name, "timm has no such model", hint)
+    hint = unknown_model_hint(name)
+    if hint is not None:
+        raise ConfigError("backbone.name", name, "timm has no such model", hint)
 
 
 def resolve_weights_file(weights: str | None) -> Path | None:
@@ -84,19 +82,21 @@ def create_pretrained(spec: dict[str, Any], num_classes: int) -> tuple[nn.Module
     if weights == "timm":
         return model, num_classes == model.pretrained_cfg.get("num_classes")
     path = resolve_weights_file(weights)
-    return model, load_weights(model, path) if path is not None else False
+    if path is None:
+        return model, False
+    return model, load_weights(model, path, spec.get("trust_pickle", False))
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file, without unpickling arbitrary objects."""
+def read_state_dict(path: Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, without unpickling arbitrary objects unless trusted."""
     try:
-        state = load_state_dict(str(path), weights_only=True)
+        state = load_state_dict(str(path), weights_only=not trust_pickle)
     except RuntimeError as error:
         raise ConfigError(
             "backbone.weights",
             str(path),
-            "the file needs arbitrary unpickling",
-            "convert it to .safetensors (safetensors.torch.save_file(model.state_dict(), ...))",
+            "the file needs arbitrary unpickling, which can run code",
+            "convert it to .safetensors, or set backbone.trust_pickle=true for a file you trust",
         ) from error
     if any(k.startswith(LIGHTNING_PREFIX) for k in state):  # a checkpoint of this tool
         state = {
@@ -114,9 +114,9 @@ def classifier_keys(model: nn.Module) -> set[str]:
     return {k for k in model.state_dict() if any(k.startswith(n + ".") for n in names)}
 
 
-def load_weights(model: nn.Module, path: Path) -> bool:
+def load_weights(model: nn.Module, path: Path, trust_pickle: bool = False) -> bool:
     """Loads ``path`` into ``model``; returns whether the file's head was kept."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, trust_pickle)
     own = model.state_dict()
     first_conv = model.pretrained_cfg.get("first_conv")
     conv_key = f"{first_conv}.weight" if first_conv else None

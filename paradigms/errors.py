@@ -18,6 +18,21 @@ class ConfigError(ValueError):
         super().__init__(f"{key}={value!r}: {why}. Fix: {fix}")
 
 
+class RunError(RuntimeError):
+    """A run that cannot go on (e.g. a diverged loss); printed as one line, exit code 3."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C or SIGTERM (e.g. SLURM pre-emption) stopped a stage; it can be resumed."""
+
+    def __init__(self, run_dir: Path, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(
+            f"{signal_name}: stopped. Every completed epoch is checkpointed; "
+            f"continue with: python cli.py resume={run_dir}"
+        )
+
+
 @contextmanager
 def reported(run_dir: Path, fresh: bool, debug: bool) -> Iterator[None]:
     """Turns a ConfigError into one line on stderr and exit code 2. A run directory created
@@ -31,10 +46,25 @@ def reported(run_dir: Path, fresh: bool, debug: bool) -> Iterator[None]:
             _remove_new_run_dir(run_dir)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except RunError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        if isinstance(stop, KeyboardInterrupt):
+            stop = Interrupted(run_dir, "SIGINT")
+        print(f"interrupted by {stop}", file=sys.stderr)
+        sys.exit(143 if stop.signal_name == "SIGTERM" else 130)
 
 
 def _remove_new_run_dir(run_dir: Path) -> None:
-    """Removes ``run_dir`` and the date/paradigm folders above it that it leaves empty."""
+    """Removes ``run_dir`` (unless something besides Hydra's config and log was written) and
+    the date/paradigm folders above it that it leaves empty."""
+    if run_dir.is_dir() and any(
+        p.suffix != ".log" and p.name != ".hydra" for p in run_dir.iterdir()
+    ):
+        return
     shutil.rmtree(run_dir, ignore_errors=True)
     for parent in list(run_dir.parents)[:3]:
         try:

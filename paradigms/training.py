@@ -9,12 +9,10 @@ skips the stages that completed and continues the interrupted one from its last 
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -22,6 +20,8 @@ from pytorch_lightning.callbacks import Callback
 
 from paradigms.backbone import export_model
 from paradigms.csv_logger import ResumableCSVLogger
+from paradigms.errors import Interrupted
+from paradigms.guards import EpochSeed, NonFiniteGuard
 from paradigms.tracking import build_loggers, close
 
 RESULTS = "results.json"
@@ -35,27 +35,12 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-class EpochSeed(Callback):
-    """Reseeds every RNG at the start of each epoch from (seed, epoch, rank), so an epoch's
-    randomness (dropout, augmentation) is the same whether or not the run was resumed."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = (
-            self.seed * 1_000_003 + trainer.current_epoch * 1_009 + trainer.global_rank
-        ) % 2**31
-        random.seed(value)
-        np.random.seed(value)
-        torch.manual_seed(value)
-
-
 @dataclass
 class Stages:
     """What a paradigm needs to train: the trainer, callback and logger configs, the seed,
-    whether to resume stages found on disk, and for the trackers the run directory and the
-    hyper-parameters (the resolved config) each stage's tracker run records."""
+    whether to resume stages found on disk, for the trackers the run directory and the
+    hyper-parameters (the resolved config) each stage's tracker run records, and what a
+    non-finite training loss does (``stop`` or ``skip``)."""
 
     trainer: dict[str, Any]
     callbacks: dict[str, Any]
@@ -64,10 +49,11 @@ class Stages:
     resume: bool = False
     run_dir: Path | None = None
     hparams: dict[str, Any] | None = None
+    nonfinite: str = "stop"
 
     def trainer_for(self, stage_dir: Path, monitor: str, mode: str, **overrides: Any) -> pl.Trainer:
         """A Trainer writing checkpoints and logs under ``stage_dir``."""
-        callbacks: list[Callback] = [EpochSeed(self.seed)]
+        callbacks: list[Callback] = [EpochSeed(self.seed), NonFiniteGuard(self.nonfinite)]
         for spec in self.callbacks.values():
             if spec is None:
                 continue
@@ -111,7 +97,11 @@ class Stages:
             for logger in trainer.loggers:
                 if isinstance(logger, ResumableCSVLogger) and trainer.is_global_zero:
                     logger.drop_rows_after(step)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except (KeyboardInterrupt, SystemExit) as stop:  # Lightning exits on Ctrl-C and SIGTERM
+            signal_name = "SIGTERM" if trainer.received_sigterm else "SIGINT"
+            raise Interrupted(self.run_dir or stage_dir, signal_name) from stop
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         close(trainer.loggers)

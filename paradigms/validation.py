@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from paradigms.errors import ConfigError
+from paradigms.model_names import unknown_model_hint
 from paradigms.run_dirs import find_run_dir
 
 Rule = tuple[str, Callable[[Any], bool], str, str]
@@ -162,6 +163,10 @@ def validate(cfg: DictConfig) -> None:
             "val and test fractions leave no training data",
             "keep data.val_fraction + data.test_fraction below 1",
         )
+    name = _value(cfg, "backbone.name")
+    hint = unknown_model_hint(name) if isinstance(name, str) else None
+    if hint is not None:
+        raise ConfigError("backbone.name", name, "timm has no such model", hint)
     weights = _value(cfg, "backbone.weights")
     if (
         weights not in (None, _MISSING, "none", "timm")

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli, run_dirs, summary
 from safetensors.torch import load_file
+
+from conftest import ROOT, cli, run_dirs, summary
 
 # SCAFFOLD, FedBN, dropouts and stragglers: every piece of state a round carries forward.
 RUN = [

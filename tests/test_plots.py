@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST, cli, run_dirs, summary
 from PIL import Image
 
+from conftest import FAST, cli, run_dirs, summary
 from paradigms import plots
 from paradigms.contract import Row
 

@@ -10,20 +10,25 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import FAST, ROOT, cli, run_dirs, summary
 
 RUN = [*FAST, "paradigm=scratch", "trainer.max_epochs=5"]
 
 
-def _kill_after_checkpoint(output_root: Path, epochs_done: int, run: list[str] = RUN) -> Path:
-    """Starts a run, SIGKILLs it once ``epochs_done`` epochs are checkpointed; returns its dir."""
+def _stop_after_checkpoint(
+    output_root: Path, epochs_done: int, run: list[str] = RUN, sig: int = signal.SIGKILL
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """Starts a run and sends it ``sig`` once ``epochs_done`` epochs are checkpointed."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "cli.py", f"paths.output_root={output_root}", *run],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -33,11 +38,17 @@ def _kill_after_checkpoint(output_root: Path, epochs_done: int, run: list[str] =
             epochs = {row["epoch"] for row in csv.DictReader(metrics.open()) if row.get("val/acc")}
             if len(epochs) >= epochs_done:
                 break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (run_dirs(output_root, "scratch")[0] / "summary.json").exists(), "killed too late"
-    return run_dirs(output_root, "scratch")[0]
+        time.sleep(0.1)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=120)
+    (run_dir,) = run_dirs(output_root, "scratch")
+    assert not (run_dir / "summary.json").exists(), "stopped too late"
+    return run_dir, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _kill_after_checkpoint(output_root: Path, epochs_done: int, run: list[str] = RUN) -> Path:
+    """Starts a run, SIGKILLs it once ``epochs_done`` epochs are checkpointed; returns its dir."""
+    return _stop_after_checkpoint(output_root, epochs_done, run)[0]
 
 
 def _epochs(run_dir: Path) -> list[str]:
@@ -64,3 +75,20 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
         "metrics.csv keeps every epoch exactly once"
     )
     assert (killed / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_stop_cleanly_and_resume_exactly(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    full = tmp_path / "full"
+    cli(*RUN, output_root=full)
+    expected = summary(run_dirs(full, "scratch")[0])["metrics"]
+
+    stopped, process = _stop_after_checkpoint(tmp_path / "stopped", epochs_done=2, sig=sig)
+    assert process.returncode == code, process.stderr[-2000:]
+    message = process.stderr.strip().splitlines()[-1]
+    assert f"resume={stopped}" in message, message
+    cli(f"resume={stopped}", output_root=tmp_path / "stopped")
+    assert summary(stopped)["metrics"] == expected
+    assert _epochs(stopped) == ["0", "1", "2", "3", "4"]

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FAST, cli, run_dirs, summary
 from test_resume import _kill_after_checkpoint
+
+from conftest import FAST, cli, run_dirs, summary
 
 SCRATCH = [*FAST, "paradigm=scratch"]
 

@@ -11,9 +11,9 @@ import pytest
 import pytorch_lightning as pl
 import timm
 import torch
-from conftest import FAST, cli, run_dirs, summary
 from safetensors.torch import load_file, save_file
 
+from conftest import FAST, cli, run_dirs, summary
 from datamodules.digits import DigitsDataModule
 from paradigms.classifier import ClassificationModule
 from paradigms.errors import ConfigError
