@@ -66,7 +66,9 @@ class MultiTaskModule(pl.LightningModule):
 
     def _losses(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         outputs = self(batch[0])
-        losses = [t.loss_value(outputs[t.name], y) for t, y in zip(self.tasks, batch[1:])]
+        losses = [
+            t.loss_value(outputs[t.name], y) for t, y in zip(self.tasks, batch[1:], strict=True)
+        ]
         return torch.stack(losses).float(), outputs
 
     def _history(self) -> torch.Tensor:
@@ -112,7 +114,7 @@ class MultiTaskModule(pl.LightningModule):
             )
             flat = [
                 (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-                for g, p in zip(grads, params)
+                for g, p in zip(grads, params, strict=True)
             ]
             rows.append(torch.cat(flat[: len(shared)]))
             head_grads.append(torch.cat(flat[len(shared) :]))
@@ -136,10 +138,11 @@ class MultiTaskModule(pl.LightningModule):
         update = self.weighting.combine(rows, mean_losses, history, self.global_step)
         weights = self.weighting.weights(history).detach()
         assign = [(shared, update)] + [
-            (head, weight * grad) for head, weight, grad in zip(heads, weights, head_grads)
+            (head, weight * grad)
+            for head, weight, grad in zip(heads, weights, head_grads, strict=True)
         ]
         for params, flat in assign:
-            for p, g in zip(params, flat.split([p.numel() for p in params])):
+            for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
                 p.grad = g.view_as(p).to(p.dtype)
         self.clip_gradients(
             opt, self.clip.get("gradient_clip_val"), self.clip.get("gradient_clip_algorithm")
@@ -151,7 +154,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def _eval_step(self, batch: tuple[torch.Tensor, ...], split: str) -> None:
         losses, outputs = self._losses(batch)
-        for task, target, loss in zip(self.tasks, batch[1:], losses):
+        for task, target, loss in zip(self.tasks, batch[1:], losses, strict=True):
             task.update(self.metrics[split][task.name], outputs[task.name], target)
             self.log(f"{split}/{task.name}/loss", loss, sync_dist=True, batch_size=len(batch[0]))
         self.log(f"{split}/loss", losses.sum(), sync_dist=True, batch_size=len(batch[0]))
