@@ -1,0 +1,24 @@
+"""A gradient-based multi-task weighting under 2-process DDP on the CPU (gloo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import FAST, cli, run_dirs, summary
+
+
+def test_pcgrad_under_ddp_cpu(out: Path) -> None:
+    cli(
+        *FAST,
+        "paradigm=multitask",
+        "paradigm/weighting=pcgrad",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "trainer.gradient_clip_val=1.0",
+        "compare=none",
+        output_root=out,
+    )
+    runs = run_dirs(out, "multitask")
+    assert len(runs) == 1, "both ranks share one run directory"
+    metrics = summary(runs[0])["metrics"]
+    assert 0 <= metrics["test/digit/acc"] <= 1 and "test/score" in metrics
