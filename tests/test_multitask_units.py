@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -171,3 +172,43 @@ def test_gradient_methods_honour_gradient_clipping(tmp_path) -> None:
     trainer.fit(module, datamodule=data)
     moved = (nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()
     assert 0 < moved <= 1e-3 * 1.001, moved
+
+
+def test_csv_tasks_reads_a_real_csv_and_image_folder(tmp_path) -> None:
+    from PIL import Image
+
+    from datamodules.csv_tasks import CsvTasksDataModule
+
+    lines = ["path,shape,bright"]
+    for i in range(20):
+        Image.new("RGB", (10, 12), (i * 10, 0, 255 - i * 10)).save(tmp_path / f"img{i}.png")
+        lines.append(f"img{i}.png,{i % 3},{'' if i % 4 == 0 else i % 2}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    data = CsvTasksDataModule(
+        str(tmp_path), tasks=["bright", "shape"], image_size=8, val_fraction=0.2, test_fraction=0.2
+    )
+    data.setup("fit")
+    sizes = {name: len(split) for name, split in data.splits.items()}
+    assert sizes == {"val": 4, "test": 4, "train": 12}
+    batch = next(iter(data.train_dataloader()))
+    images, bright, shape = batch
+    assert images.shape[1:] == (3, 8, 8)
+    missing = sum(torch.isnan(s.tensors[1]).sum().item() for s in data.splits.values())
+    assert missing == 5, "the empty cells (rows 0, 4, 8, 12, 16) are missing labels"
+    assert set(shape.tolist()) <= {0.0, 1.0, 2.0}
+    with pytest.raises(ConfigError, match="no column"):
+        CsvTasksDataModule(str(tmp_path), tasks=["colour"]).setup("fit")
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parents[1].glob("conf/paradigm/weighting/*.yaml")), ids=str
+)
+def test_every_weighting_config_builds_a_method_that_states_its_cost(path: Path) -> None:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from paradigms.multitask.weighting import Weighting
+
+    method = instantiate(OmegaConf.load(path))(weights=[1.0, 2.0])
+    assert isinstance(method, Weighting)
+    assert "Cost:" in type(method).__doc__

@@ -169,7 +169,7 @@ class MultiTask:
                     "the data has no such label",
                     f"use {', '.join(outputs)}",
                 )
-            if outputs[task.name] != task.num_outputs:
+            if outputs[task.name] not in (None, task.num_outputs):  # None: the data cannot tell
                 raise ConfigError(
                     f"paradigm.tasks.{task.name}.num_outputs",
                     task.num_outputs,
