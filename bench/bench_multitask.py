@@ -94,7 +94,7 @@ def main() -> None:
                     key = f"test/{task.name}/acc"
                     record.setdefault(key, []).append(metrics[key])
                 record.setdefault("delta_m_pct", []).append(delta_m(tasks, metrics, single[seed]))
-                record.setdefault("time_s", []).append(metrics.get("time_s/multitask", seconds))
+                record.setdefault("time_s", []).append(metrics["time_s/multitask"])
                 print(f"seed {seed} {method}: {seconds:.0f} s", file=sys.stderr)
 
     columns = [k for k in results["equal"] if k.startswith("test/")]
@@ -111,7 +111,7 @@ def main() -> None:
             delta,
             f"{statistics.mean(record['time_s']):.1f}",
         )
-    Console().print(table)
+    Console(width=150).print(table)
     line = {
         "bench": "multitask",
         "epochs": args.epochs,

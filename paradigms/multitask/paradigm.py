@@ -93,7 +93,7 @@ class MultiTask:
         self._check_data(context, tasks)
         row, seconds = self._train(context, tasks, self.weighting, context.run_dir, clip)
         rows = [Row(f"multitask ({method.__name__.lower()})", *_fields(row))]
-        metrics = dict(row.metrics)
+        metrics = {**row.metrics, "params/multitask": row.total_params, "time_s/multitask": seconds}
         notes = [f"multitask training time: {seconds:.1f} s"]
         if "single_task" in context.compare:
             single, params, total_seconds = {}, 0, 0.0
@@ -108,12 +108,7 @@ class MultiTask:
                 total_seconds += spent
             metrics |= {f"single_task/{k}": v for k, v in single.items()}
             metrics["test/delta_m_pct"] = delta_m(tasks, row.metrics, single)
-            metrics |= {
-                "params/multitask": row.total_params,
-                "params/single_task_sum": params,
-                "time_s/multitask": seconds,
-                "time_s/single_task_sum": total_seconds,
-            }
+            metrics |= {"params/single_task_sum": params, "time_s/single_task_sum": total_seconds}
             notes = [
                 f"Delta_m = {metrics['test/delta_m_pct']:+.2f}% (multitask vs single-task, "
                 "mean relative gain over every test metric, sign-corrected; selected on val)",
