@@ -1,4 +1,5 @@
-"""A gradient-based multi-task weighting under 2-process DDP on the CPU (gloo)."""
+"""A gradient-based multi-task weighting under 2-process DDP on the CPU (gloo), with bf16
+autocast and gradient clipping, which manual optimization must honour itself."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from conftest import FAST, cli, run_dirs, summary
 
 
-def test_pcgrad_under_ddp_cpu(out: Path) -> None:
+def test_pcgrad_under_ddp_cpu_with_bf16_and_clipping(out: Path) -> None:
     cli(
         *FAST,
         "paradigm=multitask",
@@ -15,6 +16,7 @@ def test_pcgrad_under_ddp_cpu(out: Path) -> None:
         "trainer=ddp_cpu",
         "trainer.max_epochs=1",
         "trainer.gradient_clip_val=1.0",
+        "trainer.precision=bf16-mixed",
         "compare=none",
         output_root=out,
     )
