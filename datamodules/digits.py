@@ -85,11 +85,14 @@ class DigitsDataModule(pl.LightningDataModule):
             rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed
         )
         train = self._few_labels(train, labels)
-        pixels = self._to_tensor(images)
-        targets = torch.as_tensor(labels, dtype=torch.long)
+        tensors = self._sample_tensors(self._to_tensor(images), labels)
         for name, idx in (("train", train), ("val", val), ("test", test)):
             idx_t = torch.as_tensor(np.sort(idx))
-            self.splits[name] = TensorBatches(pixels[idx_t], targets[idx_t])
+            self.splits[name] = TensorBatches(*(t[idx_t] for t in tensors))
+
+    def _sample_tensors(self, pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """What a batch holds, per sample: the images and their class (multitask adds labels)."""
+        return pixels, torch.as_tensor(labels, dtype=torch.long)
 
     def _few_labels(self, train: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Keeps the first ``train_per_class`` examples of each class, in a seeded order."""

@@ -1,0 +1,207 @@
+"""Multi-task learning: one shared backbone, one head per task, losses combined by a weighting.
+
+With ``compare=single_task`` the run also trains one model per task through the same code
+(a multi-task run with one task and equal weighting), with the same backbone and budget,
+and reports Delta_m%: the mean relative gain of the multi-task model over the single-task
+models across every test metric, sign-corrected by its direction (Maninis et al. 2019;
+Vandenhende et al. 2021). Every model is selected on validation (``val/score``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.utilities import rank_zero_only
+
+from paradigms.backbone import count_parameters
+from paradigms.contract import Context, Result, Row
+from paradigms.errors import ConfigError
+from paradigms.multitask.model import build_model
+from paradigms.multitask.module import MultiTaskModule
+from paradigms.multitask.tasks import Task, metric_direction, parse_tasks
+from paradigms.multitask.weighting import Equal, Weighting
+
+COMPARISONS = ("single_task",)
+TIMING = "train_time.json"
+
+
+def delta_m(tasks: list[Task], multi: dict[str, float], single: dict[str, float]) -> float:
+    """Mean relative change (%) of every task metric, positive when the multi-task model is
+    better; ``multi`` and ``single`` hold ``test/<task>/<metric>``."""
+    gains = []
+    for task in tasks:
+        for metric in task.metrics:
+            key = f"test/{task.name}/{metric}"
+            base = single[key]
+            gains.append(metric_direction(task, metric) * (multi[key] - base) / abs(base))
+    return 100.0 * sum(gains) / len(gains)
+
+
+class MultiTask:
+    """Trains all declared tasks together on a shared timm backbone.
+
+    Config keys: tasks (name -> type multiclass|binary|multilabel|regression, num_outputs,
+    head {hidden, dropout}, loss, weight, metrics, direction), neck {hidden, dropout},
+    weighting (the ``paradigm/weighting`` group: equal, static, uncertainty, dwa, gradnorm,
+    pcgrad, cagrad), optimizer, scheduler. Reports ``test/<task>/<metric>``, ``test/score``,
+    ``test/loss`` and, with single_task, ``single_task/test/<task>/<metric>`` and
+    ``test/delta_m_pct``. Raises ConfigError for a bad task spec, a task the data does not
+    label, or a gradient-based weighting with 16-bit AMP, gradient accumulation or a sharded
+    strategy.
+    """
+
+    default_compare: tuple[str, ...] = ("single_task",)
+
+    def __init__(
+        self,
+        tasks: dict[str, dict[str, Any]],
+        weighting: Callable[..., Weighting],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        neck: dict[str, Any] | None = None,
+    ) -> None:
+        self.task_specs = tasks
+        self.weighting = weighting
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.neck = neck or {}
+
+    def reports(self, compare: list[str]) -> list[str]:
+        unknown = [c for c in compare if c not in COMPARISONS]
+        if unknown:
+            raise ConfigError(
+                "compare",
+                unknown[0],
+                "multitask compares with: single_task",
+                "use single_task or none",
+            )
+        tasks = parse_tasks(self.task_specs)
+        keys = [f"test/{t.name}/{m}" for t in tasks for m in t.metrics]
+        extra = ["test/score", "test/loss"]
+        if compare:
+            extra += [f"single_task/{k}" for k in keys] + ["test/delta_m_pct"]
+        return keys + extra
+
+    def run(self, context: Context) -> Result:
+        tasks = parse_tasks(self.task_specs)
+        method = getattr(self.weighting, "func", self.weighting)  # a partial from the config
+        clip = self._check_trainer(context.stages.trainer, method.manual)
+        self._check_data(context, tasks)
+        row, seconds = self._train(context, tasks, self.weighting, context.run_dir, clip)
+        rows = [Row(f"multitask ({method.__name__.lower()})", *_fields(row))]
+        metrics = {**row.metrics, "params/multitask": row.total_params, "time_s/multitask": seconds}
+        notes = [f"multitask training time: {seconds:.1f} s"]
+        if "single_task" in context.compare:
+            single, params, total_seconds = {}, 0, 0.0
+            for task in tasks:
+                stage = context.run_dir / "compare" / "single_task" / task.name
+                one, spent = self._train(context, [task], Equal, stage, clip)
+                rows.append(Row(f"single-task {task.name}", *_fields(one)))
+                single |= {
+                    k: v for k, v in one.metrics.items() if k.startswith(f"test/{task.name}/")
+                }
+                params += one.total_params or 0
+                total_seconds += spent
+            metrics |= {f"single_task/{k}": v for k, v in single.items()}
+            metrics["test/delta_m_pct"] = delta_m(tasks, row.metrics, single)
+            metrics |= {"params/single_task_sum": params, "time_s/single_task_sum": total_seconds}
+            notes = [
+                f"Delta_m = {metrics['test/delta_m_pct']:+.2f}% (multitask vs single-task, "
+                "mean relative gain over every test metric, sign-corrected; selected on val)",
+                f"parameters: multitask {row.total_params:,} vs single-task sum {params:,}",
+                f"training time: multitask {seconds:.1f} s vs single-task sum {total_seconds:.1f} s",
+            ]
+        return Result(metrics, rows, notes)
+
+    def _check_trainer(self, trainer: dict[str, Any], manual: bool) -> dict[str, Any]:
+        """Trainer flags a gradient-based weighting cannot honour stop here; returns the
+        clipping it applies itself (manual optimization turns Lightning's off)."""
+        if not manual:
+            return {}
+        checks = [
+            (
+                "trainer.precision",
+                trainer.get("precision"),
+                lambda v: "16" not in str(v) or "bf16" in str(v),
+                "per-task gradients bypass the fp16 grad scaler",
+                "trainer.precision=bf16-mixed or 32-true",
+            ),
+            (
+                "trainer.accumulate_grad_batches",
+                trainer.get("accumulate_grad_batches", 1),
+                lambda v: v == 1,
+                "gradient-based weightings step every batch",
+                "trainer.accumulate_grad_batches=1 (raise data.batch_size)",
+            ),
+            (
+                "trainer.strategy",
+                trainer.get("strategy"),
+                lambda v: not any(s in str(v) for s in ("fsdp", "deepspeed")),
+                "per-task gradients need whole parameters on every rank",
+                "trainer.strategy=ddp",
+            ),
+        ]
+        for key, value, ok, why, fix in checks:
+            if not ok(value):
+                raise ConfigError(key, value, why, fix)
+        return {
+            "gradient_clip_val": trainer.get("gradient_clip_val"),
+            "gradient_clip_algorithm": trainer.get("gradient_clip_algorithm"),
+        }
+
+    def _check_data(self, context: Context, tasks: list[Task]) -> None:
+        """Every task must be one the data labels, with the number of outputs it has."""
+        outputs = context.datamodule().task_outputs
+        for task in tasks:
+            if task.name not in outputs:
+                raise ConfigError(
+                    "paradigm.tasks",
+                    task.name,
+                    "the data has no such label",
+                    f"use {', '.join(outputs)}",
+                )
+            if outputs[task.name] not in (None, task.num_outputs):  # None: the data cannot tell
+                raise ConfigError(
+                    f"paradigm.tasks.{task.name}.num_outputs",
+                    task.num_outputs,
+                    f"the data's {task.name} label has {outputs[task.name]}",
+                    f"paradigm.tasks.{task.name}.num_outputs={outputs[task.name]}",
+                )
+
+    def _train(
+        self,
+        context: Context,
+        tasks: list[Task],
+        weighting: Callable[..., Weighting],
+        stage_dir: Path,
+        clip: dict[str, Any],
+    ) -> tuple[Row, float]:
+        """Trains one model on ``tasks`` in ``stage_dir``; returns its row and training time."""
+        datamodule = context.datamodule({"tasks": [t.name for t in tasks]})
+        datamodule.setup("fit")
+        model = build_model(context.backbone, tasks, self.neck)
+        scheme = weighting(weights=[t.weight for t in tasks])
+        module = MultiTaskModule(model, tasks, scheme, self.optimizer, self.scheduler, clip)
+        overrides = {"gradient_clip_val": None} if scheme.manual else {}
+        meta = {"backbone": context.backbone, "tasks": self.task_specs, "neck": self.neck}
+        clock, started = stage_dir / TIMING, time.perf_counter()
+        metrics = context.stages.fit_and_test(
+            module, datamodule, stage_dir, "val/score", "max", meta, **overrides
+        )
+        if clock.is_file():
+            seconds = json.loads(clock.read_text())["seconds"]
+        else:
+            seconds = time.perf_counter() - started
+            if rank_zero_only.rank == 0:
+                clock.write_text(json.dumps({"seconds": seconds}))
+        return Row("", metrics, *count_parameters(model)), seconds
+
+
+def _fields(row: Row) -> tuple[dict[str, float], int | None, int | None]:
+    """A table row's values: the task metrics and score, without the losses."""
+    shown = {k: v for k, v in row.metrics.items() if not k.endswith("loss")}
+    return shown, row.trainable_params, row.total_params

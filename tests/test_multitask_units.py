@@ -1,0 +1,214 @@
+"""Multi-task pieces on known numbers: masking, the weightings, Delta_m, the digits labels."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from datamodules.multitask_digits import MultiTaskDigitsDataModule
+from paradigms.errors import ConfigError
+from paradigms.multitask.model import build_model
+from paradigms.multitask.module import MultiTaskModule
+from paradigms.multitask.paradigm import delta_m
+from paradigms.multitask.tasks import Task, parse_tasks
+from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
+
+NAN = float("nan")
+DIGIT = Task("digit", "multiclass", 3, "cross_entropy", ["acc"], "max")
+PARITY = Task("parity", "binary", 1, "bce", ["acc"], "max")
+INK = Task("ink", "regression", 1, "mse", ["mse", "mae"], "min")
+
+
+@pytest.mark.parametrize(
+    ("task", "target"),
+    [
+        (DIGIT, torch.tensor([0.0, NAN, 2.0, NAN, 1.0])),
+        (PARITY, torch.tensor([1.0, NAN, 0.0, NAN, 1.0])),
+        (INK, torch.tensor([0.2, NAN, 0.7, NAN, 0.1])),
+    ],
+)
+def test_masked_labels_contribute_nothing(task: Task, target: torch.Tensor) -> None:
+    logits = torch.randn(5, task.num_outputs, generator=torch.Generator().manual_seed(0))
+    logits.requires_grad_(True)
+    loss = task.loss_value(logits, target)
+    loss.backward()
+    assert logits.grad[[1, 3]].abs().sum() == 0, "a missing label must not produce a gradient"
+    kept = [0, 2, 4]
+    assert torch.allclose(loss, task.loss_value(logits[kept], target[kept]))
+    changed = logits.detach().clone()
+    changed[[1, 3]] = 100.0
+    assert torch.allclose(loss, task.loss_value(changed, target))
+
+    masked, clean = task.metric_collection(""), task.metric_collection("")
+    task.update(masked, changed, target)
+    task.update(clean, logits.detach()[kept], target[kept])
+    for name, value in clean.compute().items():
+        assert torch.allclose(masked.compute()[name], value)
+
+
+def test_a_batch_without_labels_gives_an_exact_zero_in_the_graph() -> None:
+    logits = torch.randn(4, 3, requires_grad=True)
+    loss = DIGIT.loss_value(logits, torch.full((4,), NAN))
+    loss.backward()
+    assert loss.item() == 0.0 and logits.grad.abs().sum() == 0
+
+
+def test_pcgrad_projects_conflicting_gradients() -> None:
+    grads = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # dot product -1: they conflict
+    update = PCGrad([1.0, 1.0]).combine(grads, torch.ones(2), torch.zeros(0, 2), step=0)
+    # g1 - (g1.g2 / |g2|^2) g2 = [0.5, 0.5]; g2 - (g2.g1 / |g1|^2) g1 = [0, 1]
+    assert torch.allclose(update, torch.tensor([0.5, 1.5]))
+    agreeing = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    same = PCGrad([1.0, 1.0]).combine(agreeing, torch.ones(2), torch.zeros(0, 2), step=0)
+    assert torch.allclose(same, agreeing.sum(0)), "gradients that agree are left alone"
+
+
+def test_cagrad_without_radius_is_the_plain_sum() -> None:
+    grads = torch.tensor([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.5]])
+    update = CAGrad([1.0, 1.0], c=0.0).combine(grads, torch.ones(2), torch.zeros(0, 2), step=0)
+    assert torch.allclose(update, grads.sum(0), atol=1e-5)
+    helped = CAGrad([1.0, 1.0], c=0.4).combine(grads, torch.ones(2), torch.zeros(0, 2), step=0)
+    assert (grads @ helped).min() > 0, "the conflict-averse update improves every task"
+
+
+def test_uncertainty_weights_are_learnable_and_change() -> None:
+    weighting = Uncertainty([1.0, 1.0])
+    module = MultiTaskModule(
+        build_model({"name": "test_resnet", "in_chans": 3}, [DIGIT, PARITY], {}),
+        [DIGIT, PARITY],
+        weighting,
+        {"name": "adamw", "lr": 0.1},
+        {"name": "constant"},
+    )
+    assert any(p is weighting.log_vars for p in module.parameters())
+    before = weighting.weights(torch.zeros(0, 2)).detach().clone()
+    opt = torch.optim.Adam(weighting.parameters(), lr=0.1)
+    for _ in range(20):
+        opt.zero_grad()
+        weighting.loss(torch.tensor([2.0, 0.1]), torch.zeros(0, 2)).backward()
+        opt.step()
+    after = weighting.weights(torch.zeros(0, 2)).detach()
+    assert not torch.allclose(before, after)
+    assert after[0] < after[1], "the noisier (higher-loss) task is down-weighted"
+
+
+def test_dwa_raises_the_weight_of_the_slower_task() -> None:
+    history = torch.tensor([[1.0, 1.0], [0.5, 1.0]])  # task 0 halved its loss, task 1 did not
+    weights = DWA([1.0, 1.0]).weights(history)
+    assert weights[1] > weights[0] and math.isclose(weights.sum().item(), 2.0, rel_tol=1e-6)
+    assert torch.equal(DWA([1.0, 1.0]).weights(history[:1]), torch.ones(2))
+
+
+def test_gradnorm_keeps_weights_summing_to_the_task_count() -> None:
+    method = GradNorm([1.0, 1.0])
+    grads = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    method.combine(grads, torch.tensor([1.0, 1.0]), torch.zeros(0, 2), step=0)
+    method.combine(grads, torch.tensor([0.5, 1.0]), torch.zeros(0, 2), step=1)
+    assert math.isclose(method.current.sum().item(), 2.0, rel_tol=1e-6)
+    assert method.current[1] > method.current[0], "the small-gradient, slow task gains weight"
+
+
+def test_delta_m_is_sign_corrected_by_direction() -> None:
+    multi = {"test/digit/acc": 0.9, "test/ink/mse": 0.1, "test/ink/mae": 0.2}
+    single = {"test/digit/acc": 0.8, "test/ink/mse": 0.2, "test/ink/mae": 0.2}
+    assert math.isclose(delta_m([DIGIT, INK], multi, single), 100 * (0.125 + 0.5 + 0.0) / 3)
+
+
+def test_task_direction_must_match_its_metric() -> None:
+    spec = {"type": "regression", "num_outputs": 1, "loss": "mse", "metrics": ["mse"]}
+    with pytest.raises(ConfigError, match="direction"):
+        parse_tasks({"ink": {**spec, "direction": "max"}})
+    assert parse_tasks({"ink": {**spec, "direction": "min"}})[0].direction == "min"
+
+
+def test_digits_carry_one_label_per_task_and_hide_a_share() -> None:
+    data = MultiTaskDigitsDataModule(
+        tasks=["digit", "rotation", "parity"], missing={"parity": 0.5}, image_size=16
+    )
+    data.setup("fit")
+    images, digit, rotation, parity = data.splits["train"].tensors
+    assert images.shape[1:] == (3, 16, 16)
+    assert set(rotation.unique().tolist()) == {0.0, 1.0, 2.0, 3.0}
+    assert torch.isnan(parity).sum() == round(0.5 * len(parity))
+    labelled = ~torch.isnan(parity)
+    assert torch.equal(parity[labelled], digit[labelled] % 2)
+    assert not any(torch.isnan(t).any() for t in data.splits["val"].tensors[1:])
+
+
+def test_gradient_methods_honour_gradient_clipping(tmp_path) -> None:
+    """One SGD step of lr 1 under clip 1e-3 moves the weights by at most 1e-3."""
+    pl.seed_everything(0)
+    data = MultiTaskDigitsDataModule(tasks=["digit", "parity"], image_size=16, batch_size=32)
+    tasks = [
+        Task("digit", "multiclass", 10, "cross_entropy", ["acc"], "max"),
+        PARITY,
+    ]
+    model = build_model({"name": "test_resnet", "in_chans": 3}, tasks, {})
+    before = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    module = MultiTaskModule(
+        model,
+        tasks,
+        PCGrad([1.0, 1.0]),
+        {"name": "momentum", "lr": 1.0, "momentum": 0.0},
+        {"name": "constant"},
+        {"gradient_clip_val": 1e-3, "gradient_clip_algorithm": "norm"},
+    )
+    trainer = pl.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(module, datamodule=data)
+    moved = (nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()
+    assert 0 < moved <= 1e-3 * 1.001, moved
+
+
+def test_csv_tasks_reads_a_real_csv_and_image_folder(tmp_path) -> None:
+    from PIL import Image
+
+    from datamodules.csv_tasks import CsvTasksDataModule
+
+    lines = ["path,shape,bright"]
+    for i in range(20):
+        Image.new("RGB", (10, 12), (i * 10, 0, 255 - i * 10)).save(tmp_path / f"img{i}.png")
+        lines.append(f"img{i}.png,{i % 3},{'' if i % 4 == 0 else i % 2}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    data = CsvTasksDataModule(
+        str(tmp_path), tasks=["bright", "shape"], image_size=8, val_fraction=0.2, test_fraction=0.2
+    )
+    data.setup("fit")
+    sizes = {name: len(split) for name, split in data.splits.items()}
+    assert sizes == {"val": 4, "test": 4, "train": 12}
+    batch = next(iter(data.train_dataloader()))
+    images, bright, shape = batch
+    assert images.shape[1:] == (3, 8, 8)
+    missing = sum(torch.isnan(s.tensors[1]).sum().item() for s in data.splits.values())
+    assert missing == 5, "the empty cells (rows 0, 4, 8, 12, 16) are missing labels"
+    assert set(shape.tolist()) <= {0.0, 1.0, 2.0}
+    with pytest.raises(ConfigError, match="no column"):
+        CsvTasksDataModule(str(tmp_path), tasks=["colour"]).setup("fit")
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parents[1].glob("conf/paradigm/weighting/*.yaml")), ids=str
+)
+def test_every_weighting_config_builds_a_method_that_states_its_cost(path: Path) -> None:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from paradigms.multitask.weighting import Weighting
+
+    method = instantiate(OmegaConf.load(path))(weights=[1.0, 2.0])
+    assert isinstance(method, Weighting)
+    assert "Cost:" in type(method).__doc__
