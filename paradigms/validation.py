@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from paradigms.errors import ConfigError
-from paradigms.run_dirs import find_run_dir
+from paradigms.run_dirs import find_run_dir, resumes_saved_run
 
 Rule = tuple[str, Callable[[Any], bool], str, str]
 
@@ -144,10 +144,10 @@ def validate(cfg: DictConfig) -> None:
             "give a .safetensors/.pth/.ckpt file, a run directory, 'timm' or 'none'",
         )
     resume = _value(cfg, "resume")
-    if resume and find_run_dir(str(resume)) is None:
+    if resumes_saved_run(resume) and find_run_dir(str(resume)) is None:
         raise ConfigError(
             "resume",
             resume,
             "not a run directory of this tool (no .hydra/config.yaml above it)",
-            "give outputs/<paradigm>/<date>/<time>_<id> or a checkpoint inside it",
+            "give outputs/<paradigm>/<date>/<time>_<id>, a checkpoint inside it, or auto",
         )
