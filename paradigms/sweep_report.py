@@ -28,7 +28,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
-    dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    dirs = [p.parent for p in sweep_dir.glob("*/.hydra")]
     return sorted(
         dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)
     )
@@ -41,7 +41,8 @@ def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     for job_dir in _job_dirs(sweep_dir):
         record = _read_json(job_dir / JOB_FILE)
         summary = _read_json(job_dir / SUMMARY)
-        overrides = [str(o) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")]
+        saved = job_dir / ".hydra" / "overrides.yaml"  # missing when killed while starting
+        overrides = [str(o) for o in OmegaConf.load(saved)] if saved.is_file() else []
         jobs.append(
             {
                 "job": job_dir.name,

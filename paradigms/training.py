@@ -66,6 +66,8 @@ class Stages:
         for spec in self.callbacks.values():
             if spec is None:
                 continue
+            if spec["_target_"].endswith("LearningRateMonitor") and not any(self.loggers.values()):
+                continue  # it needs a logger to write to (logger=none)
             if spec["_target_"].endswith("ModelCheckpoint"):
                 spec = {
                     **spec,
