@@ -1,0 +1,84 @@
+"""paradigms: transfer learning, fine-tuning, multi-task, federated learning and distillation
+from one command. ``python cli.py --help`` lists the config groups; see README.md.
+
+Only this file sees the whole config. Heavy libraries (torch, Lightning, timm) are imported
+after validation, so ``--help``, ``--cfg job`` and a bad value answer at once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from paradigms.errors import reported
+from paradigms.run_dirs import is_new_run, register_resolvers, resumed_config, resumes_saved_run
+from paradigms.sweep import multirun_strategy
+from paradigms.validation import compare_list, validate
+
+register_resolvers()
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    fresh = is_new_run(cfg.resume, run_dir)
+    with reported(run_dir, fresh, cfg.debug, multirun):
+        if resumes_saved_run(cfg.resume):
+            cfg = resumed_config(
+                cfg, list(hydra_cfg.overrides.task), set(hydra_cfg.runtime.choices)
+            )
+        validate(cfg)
+
+        import pytorch_lightning as pl
+        from hydra.utils import instantiate
+
+        from paradigms.contract import Context, check_optimized_metric
+        from paradigms.summary import print_summary, write_summary
+        from paradigms.training import Stages
+
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        paradigm = instantiate(plain["paradigm"], _convert_="all")
+        context = Context(
+            run_dir=run_dir,
+            seed=cfg.seed,
+            backbone=plain["backbone"],
+            data=plain["data"],
+            source=plain.get("source"),
+            stages=Stages(
+                multirun_strategy(plain["trainer"], multirun),
+                plain["callbacks"],
+                plain["logger"],
+                cfg.seed,
+                bool(cfg.resume),
+            ),
+            compare=compare_list(plain["compare"], paradigm.default_compare),
+            cache_dir=Path(cfg.paths.cache_dir),
+        )
+        check_optimized_metric(cfg.optimized_metric, paradigm.reports(context.compare))
+        started = time.perf_counter()
+        result = paradigm.run(context)
+        paradigm_name = hydra_cfg.runtime.choices.paradigm
+        if pl.utilities.rank_zero_only.rank == 0:
+            write_summary(
+                result,
+                run_dir,
+                {
+                    "paradigm": paradigm_name,
+                    "optimized_metric": cfg.optimized_metric,
+                    "wall_time_s": round(time.perf_counter() - started, 2),
+                },
+            )
+            print_summary(result, f"{paradigm_name} on {hydra_cfg.runtime.choices.data}", run_dir)
+        return result.metrics[cfg.optimized_metric]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""scikit-learn's handwritten digits as a LightningDataModule: the embedded, offline default.
+
+1,797 8x8 images ship inside scikit-learn, so every paradigm can run with no network. The
+datamodule stages the scenarios of DESIGN.md: a subset of classes (relabelled 0..n-1), a
+few labelled examples per class, and a fixed domain shift (rotation, inversion, noise).
+The split depends only on ``split_seed``, so the test set is the same for every run seed
+and for a source task and its target task.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from datamodules.loading import TensorBatches, tensor_loader
+
+
+class DigitsDataModule(pl.LightningDataModule):
+    """Digits resized to ``image_size`` with ``in_chans`` channels, held in memory.
+
+    Config keys: classes, train_per_class, val_fraction, test_fraction, split_seed, shift
+    (rotate degrees, invert, noise std), batch_size, eval_batch_size, image_size, in_chans,
+    mean, std.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        in_chans: int = 3,
+        classes: list[int] | None = None,
+        train_per_class: int | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        shift: dict | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        mean: float = 0.5,
+        std: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.in_chans = in_chans
+        self.classes = list(classes) if classes else list(range(10))
+        self.train_per_class = train_per_class
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.shift = dict(shift or {})
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.mean = mean
+        self.std = std
+        self.seed = seed
+        self.splits: dict[str, TensorBatches] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        digits = load_digits()
+        keep = np.isin(digits.target, self.classes)
+        images = digits.images[keep].astype(np.float32) / 16.0
+        labels = np.searchsorted(self.classes, digits.target[keep])
+        indices = np.arange(len(labels))
+        rest, test = train_test_split(
+            indices, test_size=self.test_fraction, stratify=labels, random_state=self.split_seed
+        )
+        val_share = self.val_fraction / (1.0 - self.test_fraction)
+        train, val = train_test_split(
+            rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed
+        )
+        train = self._few_labels(train, labels)
+        pixels = self._to_tensor(images)
+        targets = torch.as_tensor(labels, dtype=torch.long)
+        for name, idx in (("train", train), ("val", val), ("test", test)):
+            idx_t = torch.as_tensor(np.sort(idx))
+            self.splits[name] = TensorBatches(pixels[idx_t], targets[idx_t])
+
+    def _few_labels(self, train: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Keeps the first ``train_per_class`` examples of each class, in a seeded order."""
+        if self.train_per_class is None:
+            return train
+        order = np.random.default_rng(self.split_seed).permutation(train)
+        picked = [
+            order[labels[order] == c][: self.train_per_class] for c in range(self.num_classes)
+        ]
+        return np.concatenate(picked)
+
+    def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(images).unsqueeze(1)
+        x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
+        x = apply_shift(x, self.shift, seed=self.split_seed)
+        x = (x - self.mean) / self.std
+        return x.expand(-1, self.in_chans, -1, -1).contiguous()
+
+    def _loader(self, split: str, shuffle: bool) -> torch.utils.data.DataLoader:
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
+        batch = self.batch_size if shuffle else self.eval_batch_size
+        return tensor_loader(self.splits[split], batch, shuffle, self.seed, rank, world)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def apply_shift(x: torch.Tensor, shift: dict, seed: int) -> torch.Tensor:
+    """A fixed domain shift of images in [0, 1]: rotation by ``rotate`` degrees, inversion and
+    Gaussian noise (``noise`` std). The noise is seeded, so the shifted domain is one dataset."""
+    angle = math.radians(float(shift.get("rotate", 0.0)))
+    if angle:
+        cos, sin = math.cos(angle), math.sin(angle)
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(len(x), 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    if shift.get("invert", False):
+        x = 1.0 - x
+    noise = float(shift.get("noise", 0.0))
+    if noise:
+        generator = torch.Generator().manual_seed(seed + 1)
+        x = x + noise * torch.randn(x.shape, generator=generator)
+    return x

@@ -1,0 +1,156 @@
+"""timm models and where their weights come from.
+
+A backbone spec names any timm model and a weight source: ``none`` (random init), ``timm``
+(the hub; opt-in, needs a network), or a path: a ``.safetensors`` / ``.pth`` file, a
+Lightning ``.ckpt`` of an earlier run of this tool, or that run's directory (its exported
+``model.safetensors``). A file whose classifier fits the label space keeps its head;
+otherwise the head is re-initialised, which is the only case where it is replaced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from safetensors.torch import save_file
+from timm.models import adapt_input_conv, load_state_dict
+from torch import nn
+
+from paradigms.errors import ConfigError
+
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_META = "model.json"
+LIGHTNING_PREFIX = "model."
+
+
+def check_model_name(name: str) -> None:
+    """Stops on a model name timm does not know, suggesting the closest ones."""
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
+    raise ConfigError("backbone.name", name, "timm has no such model", hint)
+
+
+def resolve_weights_file(weights: str | None) -> Path | None:
+    """The weights file a spec points to, or None for ``none`` / ``timm``."""
+    if weights in (None, "none", "timm"):
+        return None
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        path = path / EXPORT_WEIGHTS
+    if not path.is_file():
+        raise ConfigError(
+            "backbone.weights",
+            weights,
+            "no such weights file or run directory",
+            "give a .safetensors/.pth/.ckpt file, a run directory, 'none' or 'timm'",
+        )
+    return path
+
+
+def create_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
+    """A timm classifier for ``num_classes`` with the spec's weights loaded."""
+    return create_pretrained(spec, num_classes)[0]
+
+
+def create_pretrained(spec: dict[str, Any], num_classes: int) -> tuple[nn.Module, bool]:
+    """The model, and whether its head came from the weights (the label space matched)."""
+    check_model_name(spec["name"])
+    weights = spec.get("weights") or "none"
+    try:
+        model = timm.create_model(
+            spec["name"],
+            pretrained=weights == "timm",
+            num_classes=num_classes,
+            in_chans=spec.get("in_chans", 3),
+            drop_rate=spec.get("drop_rate", 0.0),
+            drop_path_rate=spec.get("drop_path_rate") or None,
+            **spec.get("model_kwargs", {}),
+        )
+    except (OSError, RuntimeError) as error:
+        if weights != "timm":
+            raise
+        raise ConfigError(
+            "backbone.weights",
+            weights,
+            f"timm could not fetch hub weights ({type(error).__name__})",
+            "give a local weights file, or weights=none when offline",
+        ) from error
+    if weights == "timm":
+        return model, num_classes == model.pretrained_cfg.get("num_classes")
+    path = resolve_weights_file(weights)
+    return model, load_weights(model, path) if path is not None else False
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, without unpickling arbitrary objects."""
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except RuntimeError as error:
+        raise ConfigError(
+            "backbone.weights",
+            str(path),
+            "the file needs arbitrary unpickling",
+            "convert it to .safetensors (safetensors.torch.save_file(model.state_dict(), ...))",
+        ) from error
+    if any(k.startswith(LIGHTNING_PREFIX) for k in state):  # a checkpoint of this tool
+        state = {
+            k[len(LIGHTNING_PREFIX) :]: v
+            for k, v in state.items()
+            if k.startswith(LIGHTNING_PREFIX)
+        }
+    return state
+
+
+def classifier_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the model's classifier, as timm names it."""
+    names = model.pretrained_cfg.get("classifier", "head")
+    names = [names] if isinstance(names, str) else list(names)
+    return {k for k in model.state_dict() if any(k.startswith(n + ".") for n in names)}
+
+
+def load_weights(model: nn.Module, path: Path) -> bool:
+    """Loads ``path`` into ``model``; returns whether the file's head was kept."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    first_conv = model.pretrained_cfg.get("first_conv")
+    conv_key = f"{first_conv}.weight" if first_conv else None
+    if conv_key in state and conv_key in own and state[conv_key].shape != own[conv_key].shape:
+        state[conv_key] = adapt_input_conv(
+            own[conv_key].shape[1], state[conv_key], state[conv_key].shape[1]
+        )
+    head = classifier_keys(model)
+    head_kept = all(k in state and state[k].shape == own[k].shape for k in head)
+    if not head_kept:
+        state = {k: v for k, v in state.items() if k not in head}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if k not in head] + [k for k in unexpected if k not in head]
+    if wrong:
+        raise ConfigError(
+            "backbone.weights",
+            str(path),
+            f"the file does not fit {type(model).__name__} "
+            f"({len(wrong)} keys differ, e.g. {wrong[0]})",
+            "use weights saved from the same backbone.name",
+        )
+    return head_kept
+
+
+def export_model(model: nn.Module, directory: Path, meta: dict[str, Any]) -> Path:
+    """Writes the model's weights (safetensors) and what defines it (JSON) to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / EXPORT_WEIGHTS))
+    (directory / EXPORT_META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return directory / EXPORT_WEIGHTS
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,94 @@
+"""The LightningModule every single-label paradigm trains: a model, a loss, torchmetrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from paradigms.optim import build_optimizer, build_schedule
+
+
+def accuracy_metrics(num_classes: int, top_k: int) -> MetricCollection:
+    """Top-1 accuracy, plus top-k when k is below the number of classes."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    if 1 < top_k < num_classes:
+        metrics[f"acc_top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+    return MetricCollection(metrics)
+
+
+def reported_metrics(top_k: int, stages: list[str]) -> list[str]:
+    """The summary keys a classification run reports: ``[stage/]test/<metric>``."""
+    names = ["acc", "loss"] + ([f"acc_top{top_k}"] if top_k > 1 else [])
+    return [f"{stage}test/{name}" for stage in stages for name in names]
+
+
+class ClassificationModule(pl.LightningModule):
+    """Trains ``model`` with cross-entropy; logs loss and accuracy per split as ``split/name``.
+
+    ``param_groups`` (optional) replaces the model's parameters as the optimizer's groups, so a
+    paradigm can set per-group learning rates or leave frozen parameters out.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        label_smoothing: float = 0.0,
+        top_k: int = 3,
+        param_groups: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_cfg = optimizer
+        self.scheduler_cfg = scheduler
+        self.param_groups = param_groups
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        metrics = accuracy_metrics(num_classes, top_k)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{split}_metrics": metrics.clone(prefix=f"{split}/")
+                for split in ("train", "val", "test")
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def loss(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The training objective; distillation overrides it."""
+        return self.criterion(logits, batch[1])
+
+    def _step(self, batch: tuple[torch.Tensor, ...], split: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = self.loss(logits, batch) if split == "train" else self.criterion(logits, y)
+        metrics = self.metrics[f"{split}_metrics"]
+        metrics.update(logits.detach(), y)
+        on_step = split == "train"
+        self.log(
+            f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = self.param_groups or self.model
+        opt = build_optimizer(params, self.optimizer_cfg)
+        schedule = build_schedule(opt, self.scheduler_cfg, self.trainer.estimated_stepping_batches)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,78 @@
+"""The base model that transfer, fine-tuning and distillation start from.
+
+In order of preference: the weights the user gives (``backbone.weights``: a file, a run
+directory, or ``timm`` for the hub), else a *source stage* this tool runs itself: the same
+backbone trained on the related task the data defines (``source.data``), cached under
+``cache_dir/source/<hash of what defines it>`` so the next run reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.utilities import rank_zero_only
+
+from paradigms.backbone import EXPORT_WEIGHTS, resolve_weights_file
+from paradigms.contract import Context
+from paradigms.errors import ConfigError
+from paradigms.scratch import Scratch
+from paradigms.training import barrier
+
+
+def cache_key(definition: dict[str, Any]) -> str:
+    """A short, stable hash of everything that defines a source model."""
+    text = json.dumps(definition, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def base_weights(context: Context, purpose: str, recipe: Scratch) -> str:
+    """The weights a pretrained model of this run starts from: a path, or ``timm``."""
+    weights = context.backbone.get("weights")
+    if weights is not None:
+        if weights == "none":
+            raise ConfigError(
+                "backbone.weights",
+                weights,
+                f"{purpose} starts from a pretrained model",
+                "leave backbone.weights unset (a cached source stage), or give a file, run dir or 'timm'",
+            )
+        resolve_weights_file(weights)  # stops early on a missing file
+        return weights
+    if not context.source:
+        raise ConfigError(
+            "backbone.weights",
+            None,
+            f"{purpose} needs a base model and this data defines no source task",
+            "set backbone.weights=<file|run dir|timm>, or source.data for a source stage",
+        )
+    return str(train_source(context, recipe))
+
+
+def train_source(context: Context, recipe: Scratch) -> Path:
+    """Trains (or finds in the cache) the backbone on the source task; returns its directory."""
+    source = context.source
+    backbone = {k: v for k, v in context.backbone.items() if k != "weights"}
+    data = {**context.data, **source["data"]}
+    definition = {
+        "backbone": backbone,
+        "data": data,
+        "source": source,
+        "recipe": vars(recipe),
+        "seed": context.seed,
+    }
+    target = context.cache_dir / "source" / cache_key(definition)
+    if (target / EXPORT_WEIGHTS).is_file():
+        return target
+    work = target.with_name(f"{target.name}.tmp-{context.run_dir.name}")
+    recipe.train(context, work, "source", data=source["data"], max_epochs=source["max_epochs"])
+    if rank_zero_only.rank == 0:
+        if not target.exists():
+            os.replace(work, target)
+        shutil.rmtree(work, ignore_errors=True)
+    barrier()
+    return target
