@@ -113,6 +113,9 @@ class Stages:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics = {k: float(v) for k, v in results[0].items()}
         if trainer.is_global_zero:
+            if best:  # under ddp_spawn the test ran in other processes, not on this module
+                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+                module.load_state_dict(state)
             export_model(module.model, stage_dir, meta or {})
             done.write_text(json.dumps(metrics, indent=2, sort_keys=True))
         trainer.strategy.barrier()
