@@ -1,5 +1,5 @@
 """Run directories: unique when started in the same second, and stable across a SLURM
-requeue with ``resume=auto``; every experiment and search config composes."""
+requeue with ``resume=auto``; every experiment, search and launcher config composes."""
 
 from __future__ import annotations
 
@@ -68,12 +68,18 @@ def test_a_requeued_slurm_job_continues_its_last_checkpoint(
     + [
         f"hparams_search={p.stem}"
         for p in sorted((ROOT / "conf" / "hparams_search").glob("*.yaml"))
+    ]
+    + [
+        f"hydra/launcher={p.stem}"
+        for p in sorted((ROOT / "conf" / "hydra" / "launcher").glob("*.yaml"))
     ],
 )
-def test_every_experiment_and_search_composes(choice: str) -> None:
+def test_every_experiment_search_and_launcher_composes(choice: str) -> None:
     register_resolvers()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[choice], return_hydra_config=True)
     assert cfg.paradigm._target_.startswith("paradigms.")
     if choice.startswith("hparams_search"):
         assert cfg.hydra.sweeper.params and cfg.hydra.sweeper.storage.startswith("sqlite:///")
+    if choice == "hydra/launcher=slurm":
+        assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
