@@ -12,10 +12,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from paradigms.errors import reported
-from paradigms.run_dirs import register_resolvers, resumed_config
+from paradigms.run_dirs import is_new_run, register_resolvers, resumed_config, resumes_saved_run
+from paradigms.sweep import multirun_strategy
 from paradigms.validation import compare_list, validate
 
 register_resolvers()
@@ -25,8 +27,10 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    with reported(run_dir, fresh=not cfg.resume, debug=cfg.debug):
-        if cfg.resume:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    fresh = is_new_run(cfg.resume, run_dir)
+    with reported(run_dir, fresh, cfg.debug, multirun):
+        if resumes_saved_run(cfg.resume):
             cfg = resumed_config(
                 cfg, list(hydra_cfg.overrides.task), set(hydra_cfg.runtime.choices)
             )
@@ -51,7 +55,7 @@ def main(cfg: DictConfig) -> float:
             data=plain["data"],
             source=plain.get("source"),
             stages=Stages(
-                plain["trainer"],
+                multirun_strategy(plain["trainer"], multirun),
                 plain["callbacks"],
                 plain["logger"],
                 cfg.seed,

@@ -34,22 +34,30 @@ class Interrupted(RuntimeError):
 
 
 @contextmanager
-def reported(run_dir: Path, fresh: bool, debug: bool) -> Iterator[None]:
-    """Turns a ConfigError into one line on stderr and exit code 2. A run directory created
-    for this run is removed again, so a run that fails validation leaves nothing behind."""
+def reported(run_dir: Path, fresh: bool, debug: bool, multirun: bool = False) -> Iterator[None]:
+    """Turns a ConfigError into one line on stderr and exit code 2 (a RunError: exit code 3;
+    an interruption: 130 or 143 with how to resume). A run directory created for a run that
+    fails validation is removed again, so it leaves nothing behind.
+
+    In a multirun the error is printed and raised instead: exiting would end the whole sweep,
+    while Hydra records a raised error as this job's failure and the sweep goes on."""
     try:
         yield
     except ConfigError as error:
         if debug:
             raise
+        print(f"error: {error}", file=sys.stderr)
+        if multirun:
+            raise
         if fresh:
             _remove_new_run_dir(run_dir)
-        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except RunError as error:
         if debug:
             raise
         print(f"error: {error}", file=sys.stderr)
+        if multirun:
+            raise
         sys.exit(3)
     except (Interrupted, KeyboardInterrupt) as stop:
         if isinstance(stop, KeyboardInterrupt):

@@ -4,10 +4,13 @@
 second apart, and it is resolved once in the parent process, so DDP's re-launched ranks
 share the directory. ``resume=<run dir or checkpoint>`` reuses the run's directory and
 records the resuming invocation's config beside the original instead of over it.
+``resume=auto`` names the directory after the SLURM job (``outputs/<paradigm>/slurm/<job id>``),
+which a requeued job keeps, so the requeued run continues its own last checkpoint.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import datetime
 from functools import cache
@@ -19,6 +22,7 @@ from omegaconf import OmegaConf
 from paradigms.errors import ConfigError
 
 HYDRA_SUBDIR = ".hydra"
+AUTO = "auto"
 
 
 def find_run_dir(resume: str) -> Path | None:
@@ -37,9 +41,34 @@ def _started() -> tuple[str, str]:
     return f"{now:%Y-%m-%d}", f"{now:%H-%M-%S}_{secrets.token_hex(3)}"
 
 
+def slurm_job_key() -> str | None:
+    """The SLURM job (``<array job>_<task>`` in an array) this process runs in, if any; it
+    survives a requeue, unlike the start time."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def resumes_saved_run(resume: str | None) -> bool:
+    """Whether ``resume`` names a saved run to continue (``auto`` continues only itself)."""
+    return bool(resume) and resume != AUTO
+
+
+def is_new_run(resume: str | None, directory: Path) -> bool:
+    """Whether this run starts afresh (``resume=auto`` does until its job left a checkpoint)."""
+    if resume == AUTO:
+        return not any(directory.rglob("*.ckpt"))
+    return not resume
+
+
 def run_dir(root: str, paradigm: str, resume: str | None) -> str:
-    """A new run directory, or the resumed run's own."""
-    if resume:
+    """A new run directory, the resumed run's own, or the SLURM job's with ``resume=auto``."""
+    if resume == AUTO:
+        key = slurm_job_key()
+        if key:
+            return str(Path(root) / paradigm / "slurm" / key)
+    elif resume:
         found = find_run_dir(resume)
         if found is not None:
             return str(found)
@@ -49,7 +78,7 @@ def run_dir(root: str, paradigm: str, resume: str | None) -> str:
 
 def output_subdir(resume: str | None) -> str:
     """Hydra's config folder: a fresh run's own, or a dated sibling when resuming."""
-    if resume and find_run_dir(resume) is not None:
+    if resumes_saved_run(resume) and find_run_dir(resume) is not None:
         day, stamp = _started()
         return f"{HYDRA_SUBDIR}/resumed_{day}_{stamp}"
     return HYDRA_SUBDIR
@@ -62,14 +91,17 @@ def sweep_dir(root: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Makes ``${run_dir:...}``, ``${output_subdir:...}`` and ``${sweep_dir:...}`` usable in YAML."""
+    """Makes ``${run_dir:...}``, ``${output_subdir:...}`` and ``${sweep_dir:...}`` usable in YAML.
+
+    Cached: Hydra copies the sweep's resolved values into each job's config, so a job in
+    another process (joblib, submitit, a requeued SLURM job) writes into the same sweep dir."""
     for name, function in (
         ("run_dir", run_dir),
         ("output_subdir", output_subdir),
         ("sweep_dir", sweep_dir),
     ):
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, function)
+            OmegaConf.register_new_resolver(name, function, use_cache=True)
 
 
 def resumed_config(cfg: Any, overrides: list[str], groups: set[str]) -> Any:

@@ -57,6 +57,8 @@ class Stages:
         for spec in self.callbacks.values():
             if spec is None:
                 continue
+            if spec["_target_"].endswith("LearningRateMonitor") and not any(self.loggers.values()):
+                continue  # it needs a logger to write to (logger=none)
             if spec["_target_"].endswith("ModelCheckpoint"):
                 spec = {
                     **spec,
@@ -107,6 +109,9 @@ class Stages:
         close(trainer.loggers)
         metrics = {k: float(v) for k, v in results[0].items()}
         if trainer.is_global_zero:
+            if best:  # under ddp_spawn the test ran in other processes, not on this module
+                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+                module.load_state_dict(state)
             save_confusion(module, stage_dir)
             export_model(module.model if export is None else export, stage_dir, meta or {})
             done.write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paradigms.errors import ConfigError
 from paradigms.model_names import unknown_model_hint
-from paradigms.run_dirs import find_run_dir
+from paradigms.run_dirs import find_run_dir, resumes_saved_run
 
 Rule = tuple[str, Callable[[Any], bool], str, str]
 
@@ -180,12 +180,12 @@ def validate(cfg: DictConfig) -> None:
         )
     _check_data_paths(cfg)
     resume = _value(cfg, "resume")
-    if resume and find_run_dir(str(resume)) is None:
+    if resumes_saved_run(resume) and find_run_dir(str(resume)) is None:
         raise ConfigError(
             "resume",
             resume,
             "not a run directory of this tool (no .hydra/config.yaml above it)",
-            "give outputs/<paradigm>/<date>/<time>_<id> or a checkpoint inside it",
+            "give outputs/<paradigm>/<date>/<time>_<id>, a checkpoint inside it, or auto",
         )
 
 

@@ -1,0 +1,144 @@
+"""What a multirun adds to a run: a check before the first job, a record per job, a report
+at the end, and DDP that works inside a sweep.
+
+``SweepCallback`` is a Hydra callback (``hydra.callbacks`` in conf/config.yaml). Hydra calls
+``on_job_*`` in the process that runs the job (a joblib worker, a SLURM node) and
+``on_multirun_*`` in the process that started the sweep, so jobs talk to the report through
+files: each job leaves ``job.json`` (status, overrides, wall time, error) in its directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from paradigms.errors import ConfigError, reported
+from paradigms.run_dirs import register_resolvers
+from paradigms.sweep_report import JOB_FILE, write_report
+from paradigms.validation import compare_list, validate
+
+# A job in another process (joblib, submitit) resolves the run-dir interpolations there, and
+# Hydra imports this module there before the job starts.
+register_resolvers()
+
+# Overrides that change which metrics a job reports: with one of these swept, each job
+# checks its own metric instead of the sweep checking the base config's.
+_METRIC_KEYS = {"paradigm", "compare", "optimized_metric"}
+
+
+def swept_keys(config: DictConfig) -> set[str]:
+    """Keys the sweep varies: sweep overrides on the command line and the sweeper's params."""
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    return {o.key_or_group for o in parsed if o.is_sweep_override()} | set(params)
+
+
+def check_before_sweep(config: DictConfig) -> None:
+    """Validates the base config and its ``optimized_metric`` before the first job starts, so
+    a typo costs one line instead of a sweep of failed jobs; exits 2 on a ConfigError."""
+    with reported(Path(config.hydra.sweep.dir), fresh=False, debug=config.debug):
+        validate(config)
+        if swept_keys(config) & _METRIC_KEYS:
+            return
+        from hydra.utils import instantiate
+
+        from paradigms.contract import check_optimized_metric
+
+        paradigm = instantiate(
+            OmegaConf.to_container(config.paradigm, resolve=True), _convert_="all"
+        )
+        compare = OmegaConf.select(config, "compare")
+        if OmegaConf.is_config(compare):
+            compare = OmegaConf.to_container(compare, resolve=True)
+        compare = compare_list(compare, paradigm.default_compare)
+        check_optimized_metric(config.optimized_metric, paradigm.reports(compare))
+
+
+def multirun_strategy(trainer: dict[str, Any], multirun: bool) -> dict[str, Any]:
+    """The Trainer config with ``ddp`` replaced by ``ddp_spawn`` inside a multirun.
+
+    ``ddp`` re-executes the command line for each extra rank, which inside ``-m`` re-launches
+    the whole sweep (lightning-hydra-template #393); ``ddp_spawn`` forks the ranks from the
+    job itself. Under SLURM the ranks are SLURM's tasks and nothing is re-launched."""
+    strategy = trainer.get("strategy")
+    if not multirun or not isinstance(strategy, str) or not strategy.startswith("ddp"):
+        return trainer
+    if strategy.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
+        return trainer
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if SLURMEnvironment.detect():
+        return trainer
+    spawned = "ddp_spawn" + strategy[len("ddp") :]
+    print(f"note: trainer.strategy={strategy} inside a multirun runs as {spawned}", file=sys.stderr)
+    return {**trainer, "strategy": spawned}
+
+
+def _one_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+class SweepCallback(Callback):
+    """Checks a sweep before it starts, records each job, and reports the sweep at its end.
+
+    A failed job is recorded (``job.json``, and its traceback in ``error.txt``) and the sweep
+    goes on: the job is handed back to the sweeper as a NaN result, which Optuna stores as a
+    failed trial. ``sweep.fail_fast=true`` leaves the failure to Hydra, which stops the sweep
+    with the job's error (with the default launcher, right after that job).
+    """
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_before_sweep(config)
+        sweeper = OmegaConf.select(config, "hydra.sweeper._target_") or ""
+        launcher = OmegaConf.select(config, "hydra.launcher._target_") or ""
+        basic = sweeper.endswith("BasicSweeper") and launcher.endswith("BasicLauncher")
+        if config.sweep.fail_fast and basic:
+            # The basic sweeper raises a failure only after its batch (all jobs by default).
+            with read_write(config.hydra.sweeper):
+                config.hydra.sweeper.max_batch_size = 1
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._started = time.perf_counter()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        failed = job_return.status == JobStatus.FAILED
+        error = job_return._return_value if failed else None
+        record = {
+            "num": config.hydra.job.num,
+            "overrides": list(job_return.overrides or []),
+            "status": "failed" if failed else "completed",
+            "error": _one_line(error) if failed else None,
+            "wall_time_s": round(time.perf_counter() - self._started, 2),
+        }
+        (job_dir / JOB_FILE).write_text(json.dumps(record, indent=2))
+        if not failed or config.sweep.fail_fast:
+            return
+        if not isinstance(error, ConfigError):
+            trace = "".join(traceback.format_exception(error))
+            (job_dir / "error.txt").write_text(trace)
+            print(trace, file=sys.stderr)
+        print(
+            f"job {record['num']} failed; the sweep goes on (sweep.fail_fast=false)",
+            file=sys.stderr,
+        )
+        job_return.status = JobStatus.COMPLETED
+        job_return.return_value = float("nan")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_report(Path(config.hydra.sweep.dir), config.optimized_metric)
