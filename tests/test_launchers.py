@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import cli
 from safetensors.torch import load_file
 from test_sweeps import TINY, job_dirs, report, sweep_dirs
+
+from conftest import cli
 
 
 def test_a_submitit_job_writes_its_run_directory(out: Path) -> None:

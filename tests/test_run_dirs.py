@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli, run_dirs
 from hydra import compose, initialize_config_dir
 from test_sweeps import TINY
 
+from conftest import ROOT, cli, run_dirs
 from paradigms.run_dirs import register_resolvers, run_dir
 
 # What ${run_dir:...} in conf/config.yaml gives a fresh run, printed by a new process.

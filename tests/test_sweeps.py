@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import optuna
+
 from conftest import ROOT, cli
 
 # Hydra's -m goes last: argparse takes no overrides after it once some came before.
