@@ -59,7 +59,7 @@ def is_new_run(resume: str | None, directory: Path) -> bool:
     """Whether this run starts afresh (``resume=auto`` does until its job left a checkpoint)."""
     if resume == AUTO:
         return not any(directory.rglob("*.ckpt"))
-    return not resume
+    return not resume or find_run_dir(resume) is None
 
 
 def run_dir(root: str, paradigm: str, resume: str | None) -> str:
@@ -107,7 +107,15 @@ def register_resolvers() -> None:
 def resumed_config(cfg: Any, overrides: list[str], groups: set[str]) -> Any:
     """The resumed run's saved config, with this invocation's value overrides applied on top.
     Choosing another config group (``paradigm=...``) cannot continue the same run."""
-    saved = OmegaConf.load(Path(run_dir("", "", cfg.resume)) / HYDRA_SUBDIR / "config.yaml")
+    found = find_run_dir(cfg.resume)
+    if found is None:
+        raise ConfigError(
+            "resume",
+            cfg.resume,
+            "not a run directory of this tool (no .hydra/config.yaml above it)",
+            "give outputs/<paradigm>/<date>/<time>_<id>, a checkpoint inside it, or auto",
+        )
+    saved = OmegaConf.load(found / HYDRA_SUBDIR / "config.yaml")
     values = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")

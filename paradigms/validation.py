@@ -125,6 +125,13 @@ RULES: list[Rule] = [
         "must name a timm model",
         "backbone=mobilenetv3_small_050",
     ),
+    ("nonfinite", lambda v: v in ("stop", "skip"), "must be stop or skip", "nonfinite=stop"),
+    (
+        "backbone.trust_pickle",
+        lambda v: isinstance(v, bool),
+        "must be true or false",
+        "backbone.trust_pickle=false",
+    ),
     (
         "optimized_metric",
         lambda v: isinstance(v, str) and bool(re.fullmatch(r"([\w-]+/)*(val|test)/\w+", v)),
