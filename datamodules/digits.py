@@ -26,12 +26,8 @@ class DigitsDataModule(pl.LightningDataModule):
 
     Config keys: classes, train_per_class, val_fraction, test_fraction, split_seed, shift
     (rotate degrees, invert, noise std), batch_size, eval_batch_size, image_size, in_chans,
-    mean, std.
+    mean, std, translate (per-batch random translation on the device, training only).
     """
-
-    random_augmentation = (
-        False  # the same pixels every epoch: a frozen backbone's features can be cached
-    )
 
     def __init__(
         self,
@@ -48,8 +44,12 @@ class DigitsDataModule(pl.LightningDataModule):
         mean: float = 0.5,
         std: float = 0.5,
         seed: int = 0,
+        translate: float = 0.0,
     ) -> None:
         super().__init__()
+        self.translate = translate
+        # Without random augmentation a frozen backbone's features can be cached.
+        self.random_augmentation = translate > 0
         self.image_size = image_size
         self.in_chans = in_chans
         self.classes = list(classes) if classes else list(range(10))
@@ -116,7 +116,20 @@ class DigitsDataModule(pl.LightningDataModule):
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
         batch = self.batch_size if shuffle else self.eval_batch_size
+        if self.trainer is not None:
+            self.splits[split] = self.splits[split].to(self.trainer.strategy.root_device)
         return tensor_loader(self.splits[split], batch, shuffle, self.seed, rank, world)
+
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        """Random translation of a whole training batch at once, on its device."""
+        if not self.translate or self.trainer is None or not self.trainer.training:
+            return batch
+        x = batch[0]
+        theta = torch.zeros(len(x), 2, 3, device=x.device, dtype=x.dtype)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, :, 2] = (torch.rand(len(x), 2, device=x.device) * 2 - 1) * 2 * self.translate
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return (F.grid_sample(x, grid, padding_mode="border", align_corners=False), *batch[1:])
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("train", shuffle=True)

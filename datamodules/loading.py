@@ -30,8 +30,15 @@ class TensorBatches(Dataset):
         return len(self.tensors[0])
 
     def __getitem__(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
-        index = torch.as_tensor(indices, dtype=torch.long)
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
         return tuple(t[index] for t in self.tensors)
+
+    def to(self, device: torch.device) -> TensorBatches:
+        """The same data on ``device`` (itself when already there): on a GPU, batches are
+        gathered there and nothing is copied per step."""
+        if all(t.device == device for t in self.tensors):
+            return self
+        return TensorBatches(*(t.to(device) for t in self.tensors))
 
 
 class EpochSampler(Sampler[int]):
