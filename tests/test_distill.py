@@ -153,7 +153,6 @@ def test_cli_distills_and_caching_changes_nothing(tmp_path) -> None:
         ("paradigm.teacher.weights=none", "paradigm.teacher.weights"),
         ("paradigm.teacher.name=resnet19", "paradigm.teacher.name"),
         ("paradigm.alpha=1.5", "paradigm.alpha"),
-        ("paradigm.teacher.in_chans=1", "paradigm.teacher.in_chans"),
     ],
 )
 def test_bad_teacher_config_stops_with_one_line(tmp_path, override: str, key: str) -> None:
