@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
+from datamodules.loading import TensorBatches
 from paradigms.backbone import (
     EXPORT_WEIGHTS,
     count_parameters,
@@ -32,6 +33,7 @@ from paradigms.distill_module import (
     agreement,
     cache_teacher_outputs,
     ms_per_image,
+    with_transfer_set,
 )
 from paradigms.errors import ConfigError
 from paradigms.scratch import Scratch
@@ -54,6 +56,14 @@ def teacher_errors() -> Iterator[None]:
         raise ConfigError(rename(error.key), error.value, error.why, rename(error.fix)) from error
 
 
+def in_memory(datamodule: Any, key: str, off: str) -> TensorBatches:
+    """The datamodule's training split as tensors, which caching and a transfer set extend."""
+    train = getattr(datamodule, "splits", {}).get("train")
+    if not isinstance(train, TensorBatches):
+        raise ConfigError(key, "set", "this data is not held in memory as tensors", f"{key}={off}")
+    return train
+
+
 class Distill:
     """Trains the run's backbone (the student) with Hinton KD from a frozen teacher.
 
@@ -62,12 +72,14 @@ class Distill:
     and max_epochs of the cached stage that trains the teacher when teacher.weights is null),
     temperature, alpha (CE weight; KD gets 1 - alpha), feature_weight (0 turns the pooled
     feature term off), cache_teacher (teacher outputs computed once on the un-augmented
-    training data), optimizer, scheduler, label_smoothing, top_k, baseline (a ``Scratch``
+    training data), transfer_data (overrides of `data` whose training images the student
+    also distils on, unlabelled: Hinton's transfer set; null: none), optimizer, scheduler, label_smoothing, top_k, baseline (a ``Scratch``
     recipe: the compare=scratch student and the teacher's stage).
     Reports the student's ``test/*``, ``teacher/test/*``, ``scratch/test/*``, agreement with
     the teacher, parameter counts and ms per image. Raises ConfigError for a bad temperature,
     alpha or feature_weight, a teacher without trained weights, a teacher whose head does not
-    fit the classes, different input channels, or caching on data not held as tensors.
+    fit the classes, different input channels, or caching / a transfer set on data not held
+    as tensors.
     """
 
     default_compare: tuple[str, ...] = ("scratch",)
@@ -83,6 +95,7 @@ class Distill:
         alpha: float = 0.5,
         feature_weight: float = 0.0,
         cache_teacher: bool = True,
+        transfer_data: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         top_k: int = 3,
     ) -> None:
@@ -95,6 +108,7 @@ class Distill:
         self.alpha = alpha
         self.feature_weight = feature_weight
         self.cache_teacher = cache_teacher
+        self.transfer_data = transfer_data
         self.label_smoothing = label_smoothing
         self.top_k = top_k
 
@@ -137,8 +151,7 @@ class Distill:
             self.label_smoothing,
             self.top_k,
         )
-        if self.cache_teacher:
-            self.attach_teacher_outputs(module, datamodule)
+        self.prepare_training_data(context, module, datamodule)
         judge = ClassificationModule(
             teacher, classes, self.optimizer, self.scheduler, top_k=self.top_k
         )
@@ -213,6 +226,24 @@ class Distill:
         bridge = TeacherInput(mean, std, teacher_mean, teacher_std, size)
         return Teacher(bridge, model), count_parameters(model)[1]
 
+    def prepare_training_data(
+        self, context: Context, module: DistillationModule, datamodule: Any
+    ) -> None:
+        """Adds the transfer set's unlabelled images and the cached teacher outputs to the
+        training split, as extra rows and extra tensors of its ``TensorBatches``."""
+        if self.transfer_data is not None:
+            transfer = context.datamodule(self.transfer_data)
+            transfer.setup("fit")
+            train = in_memory(datamodule, "paradigm.transfer_data", "null")
+            datamodule.splits["train"] = with_transfer_set(
+                train, in_memory(transfer, "paradigm.transfer_data", "null")
+            )
+        if self.cache_teacher:
+            train = in_memory(datamodule, "paradigm.cache_teacher", "false")
+            datamodule.splits["train"] = cache_teacher_outputs(
+                module, train, datamodule.eval_batch_size
+            )
+
     def teacher_context(self, context: Context, mean: Any, std: Any, size: int) -> Context:
         """The run seen from the teacher: its spec as the backbone, and a source task that is
         the run's data at the teacher's size and normalisation, with ``teacher_source.data``."""
@@ -220,20 +251,6 @@ class Distill:
         data = {k: v for k, v in own.items() if k in context.data} | self.teacher_source["data"]
         source = {**self.teacher_source, "data": data}
         return dataclasses.replace(context, backbone=self.teacher, source=source)
-
-    def attach_teacher_outputs(self, module: DistillationModule, datamodule: Any) -> None:
-        """Puts the teacher's outputs beside the training data, computed once."""
-        train = getattr(datamodule, "splits", {}).get("train")
-        if train is None or not hasattr(train, "tensors"):
-            raise ConfigError(
-                "paradigm.cache_teacher",
-                True,
-                "this data is not held in memory as tensors",
-                "paradigm.cache_teacher=false",
-            )
-        datamodule.splits["train"] = cache_teacher_outputs(
-            module, train, datamodule.eval_batch_size
-        )
 
     @staticmethod
     def measure(

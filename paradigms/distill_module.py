@@ -20,7 +20,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from datamodules.loading import TensorBatches
-from paradigms.classifier import ClassificationModule
+from paradigms.classifier import UNLABELLED, ClassificationModule
 
 # The frozen teacher is in eval mode on purpose; Lightning warns about every such module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -34,14 +34,19 @@ def kd_loss(
     alpha: float,
     criterion: nn.Module,
 ) -> torch.Tensor:
-    """alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
+    """alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
+
+    The CE averages over the labelled examples only (``UNLABELLED`` ones have none); the KL
+    term over every example, so unlabelled images of a transfer set still teach."""
     soft = F.kl_div(
         F.log_softmax(student / temperature, dim=1),
         F.log_softmax(teacher / temperature, dim=1),
         reduction="batchmean",
         log_target=True,
     )
-    return alpha * criterion(student, labels) + (1.0 - alpha) * temperature**2 * soft
+    labelled = labels != UNLABELLED
+    hard = criterion(student, labels) if labelled.any() else student.new_zeros(())
+    return alpha * hard + (1.0 - alpha) * temperature**2 * soft
 
 
 class TeacherInput(nn.Module):
@@ -195,6 +200,15 @@ def cache_teacher_outputs(
 def _chunks(data: TensorBatches, batch_size: int) -> Iterable[tuple[torch.Tensor, ...]]:
     for start in range(0, len(data), batch_size):
         yield data[torch.arange(start, min(start + batch_size, len(data)))]
+
+
+def with_transfer_set(labelled: TensorBatches, transfer: TensorBatches) -> TensorBatches:
+    """The labelled training data followed by the transfer set's images, unlabelled."""
+    unlabelled = torch.full_like(transfer.tensors[1], UNLABELLED)
+    return TensorBatches(
+        torch.cat([labelled.tensors[0], transfer.tensors[0]]),
+        torch.cat([labelled.tensors[1], unlabelled]),
+    )
 
 
 @torch.no_grad()
