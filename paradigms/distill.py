@@ -73,8 +73,9 @@ class Distill:
     temperature, alpha (CE weight; KD gets 1 - alpha), feature_weight (0 turns the pooled
     feature term off), cache_teacher (teacher outputs computed once on the un-augmented
     training data), transfer_data (overrides of `data` whose training images the student
-    also distils on, unlabelled: Hinton's transfer set; null: none), optimizer, scheduler, label_smoothing, top_k, baseline (a ``Scratch``
-    recipe: the compare=scratch student and the teacher's stage).
+    also distils on, unlabelled: Hinton's transfer set; null: none), optimizer, scheduler,
+    label_smoothing, top_k, baseline (a ``Scratch`` recipe: the compare=scratch student and
+    the teacher's stage).
     Reports the student's ``test/*``, ``teacher/test/*``, ``scratch/test/*``, agreement with
     the teacher, parameter counts and ms per image. Raises ConfigError for a bad temperature,
     alpha or feature_weight, a teacher without trained weights, a teacher whose head does not

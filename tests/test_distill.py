@@ -13,12 +13,14 @@ from torch import nn
 
 from datamodules.digits import DigitsDataModule
 from paradigms.backbone import create_model
+from paradigms.classifier import UNLABELLED
 from paradigms.distill_module import (
     DistillationModule,
     Teacher,
     TeacherInput,
     cache_teacher_outputs,
     kd_loss,
+    with_transfer_set,
 )
 
 OPTIMIZER = {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}
@@ -47,8 +49,26 @@ def test_kd_loss_is_hintons_formula_with_the_t_squared_factor() -> None:
     assert soft_only.item() == pytest.approx(4.0 * kl, rel=1e-6), "KL is scaled by T^2"
 
 
+def test_unlabelled_examples_teach_through_the_kd_term_only() -> None:
+    student = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    teacher = torch.tensor([[1.0, 1.0, 0.0], [-1.0, 2.0, 2.5]])
+    criterion = nn.CrossEntropyLoss(ignore_index=UNLABELLED)
+    hidden = torch.tensor([UNLABELLED, UNLABELLED])
+    soft_only = kd_loss(student, teacher, torch.tensor([0, 2]), 2.0, 0.0, criterion)
+    assert kd_loss(student, teacher, hidden, 2.0, 0.5, criterion).item() == pytest.approx(
+        0.5 * soft_only.item()
+    ), "a batch without labels has no CE term (not NaN)"
+    one = kd_loss(student, teacher, torch.tensor([0, UNLABELLED]), 2.0, 1.0, criterion)
+    assert one.item() == pytest.approx(
+        nn.functional.cross_entropy(student[:1], torch.tensor([0])).item()
+    )
+    labelled = _digits().splits["train"]
+    both = with_transfer_set(labelled, _digits(train_per_class=None).splits["train"])
+    assert len(both) > len(labelled) and (both.tensors[1][len(labelled) :] == UNLABELLED).all()
+
+
 def _digits(**kwargs) -> DigitsDataModule:
-    data = DigitsDataModule(train_per_class=10, batch_size=16, **kwargs)
+    data = DigitsDataModule(**{"train_per_class": 10, "batch_size": 16, **kwargs})
     data.setup("fit")
     return data
 
@@ -105,12 +125,13 @@ def test_cached_teacher_outputs_give_the_same_loss_as_running_the_teacher() -> N
     data = _digits()
     cached = cache_teacher_outputs(module, data.splits["train"], batch_size=7)
     assert len(cached.tensors) == 4, "images, labels, teacher logits, teacher features"
-    indices = torch.arange(5, 21)
-    batch, plain = cached[indices], data.splits["train"][indices]
     module.train()
-    with_cache = module.loss(module(batch[0]), batch)
-    without = module.loss(module(plain[0]), plain)
-    assert with_cache.item() == pytest.approx(without.item(), rel=1e-5)
+    for start in range(0, len(cached), 16):
+        indices = torch.arange(start, min(start + 16, len(cached)))
+        batch, plain = cached[indices], data.splits["train"][indices]
+        with_cache = module.loss(module(batch[0]), batch)
+        without = module.loss(module(plain[0]), plain)
+        assert with_cache.item() == pytest.approx(without.item(), rel=1e-6)
 
 
 def test_teacher_input_bridges_normalisation_and_size() -> None:
@@ -133,7 +154,9 @@ TEACHER = [
 def test_cli_distills_and_caching_changes_nothing(tmp_path) -> None:
     out = tmp_path / "outputs"
     cli(*FAST, *TEACHER, output_root=out)
-    cli(*FAST, *TEACHER, "paradigm.cache_teacher=false", "compare=none", output_root=out)
+    (teacher_dir,) = (out / "cache" / "source").iterdir()
+    given = f"paradigm.teacher.weights={teacher_dir}"  # a teacher given as a run directory
+    cli(*FAST, *TEACHER, given, "paradigm.cache_teacher=false", "compare=none", output_root=out)
     cached, fresh = (summary(d) for d in run_dirs(out, "distill"))
     metrics = cached["metrics"]
     for key in ("test/acc", "teacher/test/acc", "scratch/test/acc", "test/agreement"):
@@ -141,10 +164,12 @@ def test_cli_distills_and_caching_changes_nothing(tmp_path) -> None:
     assert metrics["teacher/test/acc"] > 0.5, "the teacher trained on every label, at its size"
     assert metrics["test/ms_per_image"] > 0 and metrics["teacher/test/ms_per_image"] > 0
     assert [r["name"] for r in cached["rows"]] == ["teacher", "student + KD", "student alone"]
-    assert len(list((out / "cache" / "source").iterdir())) == 1, "the teacher stage is reused"
-    for key in ("test/acc", "test/agreement", "teacher/test/acc"):
-        assert fresh["metrics"][key] == metrics[key], key
-    assert fresh["metrics"]["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-4)
+    assert fresh["metrics"]["teacher/test/acc"] == metrics["teacher/test/acc"]
+    # Same losses step for step; CPU kernels round a batch of 13 and one of 256 differently in
+    # the last bit, which a few epochs can grow to about one test image.
+    for key in ("test/acc", "test/agreement"):
+        assert fresh["metrics"][key] == pytest.approx(metrics[key], abs=1.5 / 270), key
+    assert fresh["metrics"]["test/loss"] == pytest.approx(metrics["test/loss"], rel=0.05)
 
 
 @pytest.mark.parametrize(
