@@ -12,12 +12,15 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from paradigms.optim import build_optimizer, build_schedule
 
+UNLABELLED = -100  # a label that cross-entropy and the metrics skip (distillation's transfer set)
+
 
 def accuracy_metrics(num_classes: int, top_k: int) -> MetricCollection:
     """Top-1 accuracy, plus top-k when k is below the number of classes."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    common = {"average": "micro", "ignore_index": UNLABELLED}
+    metrics = {"acc": MulticlassAccuracy(num_classes, **common)}
     if 1 < top_k < num_classes:
-        metrics[f"acc_top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+        metrics[f"acc_top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, **common)
     return MetricCollection(metrics)
 
 
@@ -50,7 +53,9 @@ class ClassificationModule(pl.LightningModule):
         self.optimizer_cfg = optimizer
         self.scheduler_cfg = scheduler
         self.param_groups = param_groups
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.criterion = nn.CrossEntropyLoss(
+            label_smoothing=label_smoothing, ignore_index=UNLABELLED
+        )
         metrics = accuracy_metrics(num_classes, top_k)
         self.metrics = nn.ModuleDict(
             {
