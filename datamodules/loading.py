@@ -31,7 +31,7 @@ class TensorBatches(Dataset):
 
     def __getitem__(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
-        return tuple(t[index] for t in self.tensors)
+        return tuple(t.index_select(0, index) for t in self.tensors)
 
     def to(self, device: torch.device) -> TensorBatches:
         """The same data on ``device`` (itself when already there): on a GPU, batches are

@@ -1,0 +1,86 @@
+"""Claim: the CLI answers at once: --help, --cfg job and a validation error in under 2 s
+(no torch import), and the time to the first training step is measured.
+
+    python bench/bench_startup.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import ROOT, median_time, write_result
+from rich.console import Console
+from rich.table import Table
+
+COMMANDS = {
+    "--help": ["--help"],
+    "--cfg job": ["--cfg", "job"],
+    "validation error (lr=-1)": ["paradigm.optimizer.lr=-1"],
+    "unknown backbone": ["backbone.name=resnet_18"],
+}
+MARKER = "Trainable params"  # printed by the model summary right before the first step
+
+
+def wall(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, check=False)
+    return time.perf_counter() - started
+
+
+def first_step(output_root: str) -> float:
+    """Seconds from launching ``python cli.py paradigm=scratch`` to its first training step."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "cli.py",
+            "paradigm=scratch",
+            "backbone=test_resnet",
+            "trainer.max_epochs=1",
+            "callbacks.rich_progress_bar=null",
+            f"paths.output_root={output_root}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in process.stdout:
+        if MARKER in line:
+            elapsed = time.perf_counter() - started
+            process.kill()
+            process.wait()
+            return elapsed
+    raise RuntimeError("the run ended before its first step")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    results = {
+        name: median_time([wall(cmd) for _ in range(args.repeats)])
+        for name, cmd in COMMANDS.items()
+    }
+    with tempfile.TemporaryDirectory() as output_root:
+        results["first training step"] = median_time(
+            [first_step(output_root) for _ in range(args.repeats)]
+        )
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, pytorch_lightning, timm"], check=True)
+    results["(import torch + Lightning + timm)"] = time.perf_counter() - started
+    table = Table(title="CLI start-up (median wall time)")
+    table.add_column("command")
+    table.add_column("seconds", justify="right")
+    for name, seconds in results.items():
+        table.add_row(name, f"{seconds:.2f}")
+    Console().print(table)
+    write_result("startup", results)
+
+
+if __name__ == "__main__":
+    main()
