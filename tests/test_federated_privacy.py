@@ -145,7 +145,7 @@ def test_secure_aggregation_refuses_a_robust_strategy(out: Path) -> None:
                   check=False, output_root=out)  # fmt: skip
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
-        "error: paradigm.strategy=Median: secure aggregation gives the server only the sum of "
+        "error: paradigm.strategy='Median': secure aggregation gives the server only the sum of "
         "the client updates; Median needs each one. Fix: paradigm/strategy=fedavg (or fedprox, "
         "fedavgm, fedadam, fedyogi, fedadagrad)"
     ]

@@ -35,6 +35,7 @@ from paradigms.federated.report import (
     plot_partition,
     print_partition,
 )
+from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.server import (
     Federation,
     Plan,
@@ -42,7 +43,6 @@ from paradigms.federated.server import (
     load_checkpoint,
     save_checkpoint,
 )
-from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.strategies import Strategy
 from paradigms.optim import build_optimizer
 

@@ -93,7 +93,8 @@ class ClientDP:
         mean = (total + noise) / expected
         if not self.adaptive:
             return mean, state
-        count = within + float(torch.randn((), generator=generator)) * self.count_stddev
+        count_stddev = self.count_stddev if self.noise_multiplier > 0 else 0.0
+        count = within + float(torch.randn((), generator=generator)) * count_stddev
         step = -self.clip_lr * (count / expected - self.target_quantile)
         return mean, {"clip": clip * math.exp(step)}
 

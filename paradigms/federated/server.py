@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from paradigms.federated.attacks import Attack
 from paradigms.federated.client import (
     FlatModel,
     LocalWork,
@@ -33,7 +34,6 @@ from paradigms.federated.client import (
     evaluate,
     train_locally,
 )
-from paradigms.federated.attacks import Attack
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.strategies import Strategy, Updates
@@ -261,9 +261,7 @@ class Simulation:
         privacy = state["privacy"]
         if self.privacy:
             noise = stream(self.seed, round_, -1, NOISE)
-            mean, privacy = self.privacy.aggregate(
-                update, within, privacy, self.per_round, noise
-            )
+            mean, privacy = self.privacy.aggregate(update, within, privacy, self.per_round, noise)
         else:
             mean = update / weight
         params, strategy_state = self.strategy.aggregate(
