@@ -37,6 +37,14 @@ class FlatModel:
             p.grad = grad
         for buffer, view in zip(buffers, _views(self.buffers, buffers), strict=True):
             buffer.data = view
+        self.variance_mask = torch.cat(
+            [
+                torch.full((b.numel(),), name.endswith("running_var"), dtype=torch.bool)
+                for name, b in model.named_buffers()
+                if b.is_floating_point()
+            ]
+            or [torch.zeros(0, dtype=torch.bool)]
+        )
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
         norm_ids = {id(p) for m in norms for p in m.parameters(recurse=False)}
         self.norm_mask = torch.cat(

@@ -24,7 +24,9 @@ from paradigms.backbone import count_parameters, create_model, export_model
 from paradigms.classifier import reported_metrics
 from paradigms.contract import Context, Result, Row
 from paradigms.errors import ConfigError
+from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel
+from paradigms.federated.privacy import ClientDP
 from paradigms.federated.report import (
     RoundDisplay,
     RoundLog,
@@ -33,6 +35,7 @@ from paradigms.federated.report import (
     plot_partition,
     print_partition,
 )
+from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.server import (
     Federation,
     Plan,
@@ -57,11 +60,15 @@ class Federated:
     Config keys: rounds, num_clients, fraction (of clients sampled a round), local_epochs or
     local_steps, batch_size, optimizer (the clients'), strategy (group ``paradigm/strategy``),
     partition (group ``paradigm/partition``), norm (``average`` | ``local``: FedBN), dropout,
-    straggler, local_holdout (federated evaluation), processes, progress, top_k.
-    Reports ``test/*`` of the final global model; writes metrics.csv (a row per round),
-    accuracy.png, label_distribution.png, checkpoints/last_round.pt and model.safetensors.
+    straggler, local_holdout (federated evaluation), processes, progress, top_k, attack
+    (group ``paradigm/attack``: malicious clients), privacy (group ``paradigm/privacy``:
+    DP-FedAvg, off by default), secure_aggregation, secure_bits.
+    Reports ``test/*`` of the final global model (and ``privacy/epsilon`` under DP); writes
+    metrics.csv (a row per round), accuracy.png, label_distribution.png,
+    checkpoints/last_round.pt and model.safetensors; the summary names the malicious clients.
     Raises ConfigError for values out of range, a partition that cannot be made, a strategy
-    that cannot work with the clients sampled a round, or a comparison (none is offered).
+    that cannot work with the clients sampled a round (or from sums alone, under DP or secure
+    aggregation), or a comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
@@ -84,8 +91,15 @@ class Federated:
         processes: int = 1,
         progress: bool = True,
         top_k: int = 3,
+        attack: Attack | None = None,
+        privacy: ClientDP | None = None,
+        secure_aggregation: bool = False,
+        secure_bits: int = 24,
     ) -> None:
         self.strategy, self.partition, self.optimizer = strategy, partition, optimizer
+        self.attack, self.privacy = attack or Attack(), privacy
+        self.secure = SecureAggregation(secure_bits) if secure_aggregation else None
+        self.secure_bits = secure_bits
         self.num_clients, self.local_holdout = num_clients, local_holdout
         self.processes, self.progress = processes, progress
         self.plan = Plan(
@@ -104,7 +118,9 @@ class Federated:
     def reports(self, compare: list[str]) -> list[str]:
         if compare:
             raise ConfigError("compare", compare[0], "federated offers no baseline", "compare=none")
-        return reported_metrics(self.plan.top_k, [""])
+        return reported_metrics(self.plan.top_k, [""]) + (
+            ["privacy/epsilon"] if self.privacy else []
+        )
 
     def check(self) -> None:
         """Stops on values the simulation cannot work with, before anything is built."""
@@ -133,6 +149,29 @@ class Federated:
         )
         _check("processes", self.processes, self.processes >= 1, "must be >= 1", "1")
         self.strategy.check(max(1, round(p.fraction * self.num_clients)))
+        self.attack.check()
+        if self.privacy:
+            self.privacy.check()
+        self.check_sums_only()
+
+    def check_sums_only(self) -> None:
+        """Under DP or secure aggregation the server gets only the sum of the updates."""
+        if not (self.privacy or self.secure):
+            return
+        what = "client-level DP" if self.privacy else "secure aggregation"
+        strategy = type(self.strategy).__name__
+        _check(
+            "strategy",
+            strategy,
+            self.strategy.sum_based and not self.strategy.uses_variates,
+            f"{what} gives the server only the sum of the client updates; {strategy} needs "
+            "each one" + (" (and per-client control variates)" if strategy == "Scaffold" else ""),
+            "paradigm/strategy=fedavg (or fedprox, fedavgm, fedadam, fedyogi, fedadagrad)",
+        )
+        _check("norm", self.plan.norm, self.plan.norm == "average",
+               f"{what} cannot keep per-client BatchNorm states on the server", "average")  # fmt: skip
+        _check("secure_bits", self.secure_bits, 8 <= self.secure_bits <= 40,
+               "fixed-point bits must be in [8, 40] (int64 sums)", "24")  # fmt: skip
 
     def run(self, context: Context) -> Result:
         self.check()
@@ -192,7 +231,17 @@ class Federated:
         flat = FlatModel(model)
         optimizer = build_optimizer(model, self.optimizer)
         sim = Simulation(
-            flat, optimizer, self.strategy, federation, self.plan, context.seed, rank, world
+            flat,
+            optimizer,
+            self.strategy,
+            federation,
+            self.plan,
+            context.seed,
+            rank,
+            world,
+            self.attack,
+            self.privacy,
+            self.secure,
         )
         state = (
             load_checkpoint(context.run_dir) if context.stages.resume else None
@@ -228,6 +277,17 @@ class Federated:
             f"traffic {down / 2**20:.1f} MiB down, {up / 2**20:.1f} MiB up; "
             f"{rejected} non-finite client update(s) rejected"
         ]
+        if sim.malicious:
+            notes.append(f"malicious clients ({type(self.attack).__name__}): {sim.malicious}")
+        if self.privacy:
+            metrics["privacy/epsilon"] = float(log.rows[-1]["privacy/epsilon"])
+            notes.append(
+                f"client-level DP: epsilon {metrics['privacy/epsilon']:.3f} at delta "
+                f"{self.privacy.delta:g} (noise multiplier {self.privacy.noise_multiplier}, "
+                f"sampling rate {sim.per_round / self.num_clients:g}, {self.plan.rounds} rounds)"
+            )
+        if self.secure:
+            notes.append("secure aggregation: the server handled masked updates only")
         test = {k: v for k, v in metrics.items() if k.startswith("test/")}
         return Result({**metrics}, [Row(name, test, trainable, total)], notes)
 

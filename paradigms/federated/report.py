@@ -139,6 +139,10 @@ class RoundDisplay:
             + f"  down {_megabytes(m['bytes/down'])} up {_megabytes(m['bytes/up'])}"
             + f"  {m['time/round_s']:.2f}s"
         )
+        if "clients/malicious" in m:
+            line += f"  malicious {m['clients/malicious']}"
+        if "privacy/epsilon" in m:
+            line += f"  eps {m['privacy/epsilon']:.3f} clip {m['privacy/clip']:.3g}"
         if "fed/mean_acc" in m:
             line += f"  clients mean {m['fed/mean_acc']:.3f} worst {m['fed/worst_acc']:.3f}"
         self.console.print(line, highlight=False, soft_wrap=True)

@@ -40,6 +40,7 @@ class Strategy:
     """FedAvg: global += server_lr * sum_k n_k delta_k / sum_k n_k."""
 
     uses_variates = False
+    sum_based = True  # combine is a weighted mean: the sum of the updates is all it needs
 
     def __init__(self, server_lr: float = 1.0) -> None:
         self.server_lr = server_lr
@@ -167,6 +168,8 @@ class FedAdagrad(FedOpt):
 class Median(Strategy):
     """Coordinate-wise median of the deltas (the mean of the two middle values when even)."""
 
+    sum_based = False
+
     def combine(self, deltas, weights):
         ordered = deltas.sort(dim=0).values
         k = len(deltas)
@@ -175,6 +178,8 @@ class Median(Strategy):
 
 class TrimmedMean(Strategy):
     """Coordinate-wise mean after dropping the ``floor(beta * K)`` largest and smallest."""
+
+    sum_based = False
 
     def __init__(self, beta: float = 0.1, server_lr: float = 1.0) -> None:
         super().__init__(server_lr)
@@ -194,6 +199,8 @@ class TrimmedMean(Strategy):
 class Krum(Strategy):
     """(Multi-)Krum: score each delta by the summed squared distance to its K - f - 2 nearest
     others; average the ``num_selected`` lowest-scored (1: Krum)."""
+
+    sum_based = False
 
     def __init__(self, byzantine: int = 1, num_selected: int = 1, server_lr: float = 1.0):
         super().__init__(server_lr)

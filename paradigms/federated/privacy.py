@@ -1,0 +1,108 @@
+"""Client-level differential privacy: DP-FedAvg (McMahan et al. 2018, "Learning differentially
+private recurrent language models") with fixed or adaptive clipping (Andrew et al. 2021,
+"Differentially private learning with adaptive clipping").
+
+Each client's update (parameter and buffer deltas, one vector) is clipped to norm ``C``; the
+server adds ``N(0, (z_update * C)^2)`` to the sum and divides by the expected number of
+clients a round (the fixed-denominator estimator). Adaptive clipping moves ``C`` towards the
+``target_quantile`` of the update norms, ``C <- C exp(-clip_lr (b - target))`` where ``b`` is
+the noised share of clients whose norm was within ``C``; the count's noise takes part of the
+privacy budget, so ``z_update = (z^-2 - (2 count_stddev)^-2)^-1/2`` keeps the total at ``z``.
+The privacy spent is opacus' RDP accountant's, one step per round at the sampling rate
+(Poisson sampling is assumed, as in the paper; the simulation samples a fixed number).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from opacus.accountants import RDPAccountant
+
+from paradigms.errors import ConfigError
+
+State = dict[str, torch.Tensor]
+
+
+class ClientDP:
+    """Clips every client update and noises their sum; reports epsilon at ``delta``."""
+
+    def __init__(
+        self,
+        clip: float = 1.0,
+        noise_multiplier: float = 1.0,
+        delta: float = 1e-5,
+        adaptive: bool = False,
+        target_quantile: float = 0.5,
+        clip_lr: float = 0.2,
+        count_stddev: float = 1.0,
+    ) -> None:
+        self.clip, self.noise_multiplier, self.delta = clip, noise_multiplier, delta
+        self.adaptive, self.target_quantile = adaptive, target_quantile
+        self.clip_lr, self.count_stddev = clip_lr, count_stddev
+
+    def check(self) -> None:
+        def fail(key: str, value: object, why: str, fix: str) -> None:
+            raise ConfigError(f"paradigm.privacy.{key}", value, why, fix)
+
+        if not self.clip > 0:
+            fail("clip", self.clip, "must be > 0", "clip=1.0")
+        if not self.noise_multiplier >= 0:
+            fail("noise_multiplier", self.noise_multiplier, "must be >= 0", "noise_multiplier=1.0")
+        if not 0 < self.delta < 1:
+            fail("delta", self.delta, "must be in (0, 1)", "delta=1e-5")
+        if self.adaptive and not 0 < self.target_quantile < 1:
+            fail("target_quantile", self.target_quantile, "must be in (0, 1)", "0.5")
+        if self.adaptive and self.noise_multiplier >= 2 * self.count_stddev:
+            fail(
+                "count_stddev",
+                self.count_stddev,
+                f"must exceed noise_multiplier / 2 = {self.noise_multiplier / 2} "
+                "(the clipped count's noise takes part of the budget)",
+                "raise count_stddev or lower noise_multiplier",
+            )
+
+    def init_state(self) -> State:
+        return {"clip": torch.tensor(float(self.clip))}
+
+    def bound(self, update: torch.Tensor, state: State) -> tuple[torch.Tensor, float]:
+        """The update scaled into the ball of radius C, and whether it was already inside."""
+        norm = update.norm()
+        clip = state["clip"]
+        return update * torch.clamp(clip / (norm + 1e-12), max=1.0), float(norm <= clip)
+
+    @property
+    def update_multiplier(self) -> float:
+        """The noise multiplier left for the updates once the count has had its share."""
+        if not self.adaptive or self.noise_multiplier == 0:
+            return self.noise_multiplier
+        return (self.noise_multiplier**-2 - (2 * self.count_stddev) ** -2) ** -0.5
+
+    def aggregate(
+        self,
+        total: torch.Tensor,
+        within: float,
+        state: State,
+        expected: int,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, State]:
+        """The noised mean of the clipped updates (``total`` is their sum) and the next clip
+        (``within``: how many clients' norms were within the clip)."""
+        clip = state["clip"]
+        noise = torch.randn(total.shape, generator=generator) * self.update_multiplier * clip
+        mean = (total + noise) / expected
+        if not self.adaptive:
+            return mean, state
+        count_stddev = self.count_stddev if self.noise_multiplier > 0 else 0.0
+        count = within + float(torch.randn((), generator=generator)) * count_stddev
+        step = -self.clip_lr * (count / expected - self.target_quantile)
+        return mean, {"clip": clip * math.exp(step)}
+
+    def epsilon(self, rounds: int, sample_rate: float) -> float:
+        """Privacy spent after ``rounds`` rounds, from opacus' RDP accountant."""
+        if self.noise_multiplier == 0:
+            return math.inf
+        accountant = RDPAccountant()
+        for _ in range(rounds):
+            accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=sample_rate)
+        return accountant.get_epsilon(self.delta)

@@ -1,0 +1,151 @@
+"""Federated privacy and robustness: secure aggregation's sums, DP clipping and its accounting
+(against opacus called directly), and attacks (a fraction of 0 changes nothing)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import cli, run_dirs, summary
+from opacus.accountants import RDPAccountant
+from safetensors.torch import load_file
+from torch import nn
+
+from paradigms.federated.client import FlatModel
+from paradigms.federated.privacy import ClientDP
+from paradigms.federated.secure import SecureAggregation
+from paradigms.federated.server import Federation, Plan, Simulation
+from paradigms.federated.strategies import Strategy
+from paradigms.federated.streams import stream
+
+SMALL = [
+    "paradigm=federated",
+    "backbone=test_resnet",
+    "paradigm.num_clients=6",
+    "paradigm.rounds=2",
+    "paradigm.progress=false",
+    "paradigm/partition=iid",
+]
+
+
+def _pairs(i: int, j: int) -> torch.Generator:
+    return stream(0, 3, i * 100 + j, 5)
+
+
+def test_secure_sum_equals_the_plain_sum_and_hides_each_update() -> None:
+    secure = SecureAggregation(bits=24)
+    updates = torch.randn(5, 1000, generator=torch.Generator().manual_seed(0))
+    clients = [1, 4, 7, 8, 9]
+    masked = torch.stack(
+        [secure.mask(u, c, clients, _pairs) for u, c in zip(updates, clients, strict=True)]
+    )
+    total = secure.unmask(masked.sum(0), clients, [], _pairs)
+    encoded = torch.stack([secure.encode(u) for u in updates])
+    assert torch.equal(total, secure.decode(encoded.sum(0))), "exact in fixed point"
+    torch.testing.assert_close(total, updates.sum(0), rtol=0, atol=2e-6)  # float32 rounding
+    for one, update in zip(masked, updates, strict=True):
+        assert not torch.allclose(secure.decode(one), update, atol=1.0), "a masked update leaks"
+
+
+def test_dropped_clients_masks_are_recovered() -> None:
+    secure = SecureAggregation(bits=24)
+    updates = torch.randn(4, 300, generator=torch.Generator().manual_seed(1))
+    clients = [0, 2, 3, 5]
+    masked = [secure.mask(u, c, clients, _pairs) for u, c in zip(updates, clients, strict=True)]
+    survivors = [0, 3, 5]  # client 2 masked its update, then never sent it
+    kept = torch.stack([masked[0], masked[2], masked[3]]).sum(0)
+    total = secure.unmask(kept, survivors, [2], _pairs)
+    torch.testing.assert_close(total, updates[[0, 2, 3]].sum(0), rtol=0, atol=2e-6)
+
+
+def _simulation(privacy: ClientDP, secure: SecureAggregation | None = None) -> Simulation:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    x, y = torch.randn(50, 4) * 5, torch.arange(50) % 3
+    clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]
+    plan = Plan(1, 1.0, 3, None, 5, 0.0, 0.0, "average", 64, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    federation = Federation(clients, [], (x[40:], y[40:]))
+    return Simulation(FlatModel(model), optimizer, Strategy(), federation, plan, 0,
+                      privacy=privacy, secure=secure)  # fmt: skip
+
+
+def test_clipping_bounds_every_client_update() -> None:
+    clip = 0.05
+    sim = _simulation(ClientDP(clip=clip, noise_multiplier=0.0))
+    state = sim.initial_state()
+    sampled = sim.sample(0)
+    rows = [sim.train_client(state, c, 0, sampled) for c in sampled]
+    width = sim.P + sim.B
+    norms = [float(r[:width].norm()) for r in rows]
+    assert all(n <= clip * (1 + 1e-5) for n in norms), norms
+    assert all(r[-2] == 0 for r in rows), "every update was larger than the clip"
+    # Without noise, the global step is the mean of the clipped updates.
+    new, _ = sim.step(state, 0)
+    expected = torch.stack([r[: sim.P] for r in rows]).mean(0)
+    torch.testing.assert_close(new["params"] - state["params"], expected)
+
+
+def test_secure_aggregation_gives_the_server_masked_rows_and_the_plain_result() -> None:
+    plain = _simulation(ClientDP(clip=10.0, noise_multiplier=0.5))
+    secure = _simulation(ClientDP(clip=10.0, noise_multiplier=0.5), SecureAggregation(24))
+    state = plain.initial_state()
+    row = secure.train_client(state, 0, 0, secure.sample(0))
+    assert row.dtype == torch.int64
+    sent = plain.train_client(state, 0, 0, [0])
+    assert not torch.allclose(secure.secure.decode(row[:-1]), sent[:-1], atol=1.0)
+    a, _ = plain.step(state, 0)
+    b, _ = secure.step(state, 0)
+    torch.testing.assert_close(a["params"], b["params"], rtol=0, atol=1e-6)
+
+
+def test_adaptive_clip_moves_towards_the_quantile() -> None:
+    sim = _simulation(ClientDP(clip=0.05, noise_multiplier=0.0, adaptive=True))
+    state, _ = sim.step(sim.initial_state(), 0)
+    assert float(state["privacy"]["clip"]) == pytest.approx(0.05 * torch.e**0.1), "all above"
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "metrics.csv").open()))
+
+
+def test_epsilon_printed_equals_opacus_accountant(out: Path) -> None:
+    process = cli(*SMALL, "paradigm/privacy=dp", "paradigm.privacy.noise_multiplier=1.3",
+                  "paradigm.secure_aggregation=true", "paradigm.dropout=0.3",
+                  output_root=out)  # fmt: skip
+    run_dir = run_dirs(out, "federated")[0]
+    accountant = RDPAccountant()
+    for row in _rows(run_dir):
+        accountant.step(noise_multiplier=1.3, sample_rate=3 / 6)
+        assert float(row["privacy/epsilon"]) == accountant.get_epsilon(1e-5)
+        assert f"eps {accountant.get_epsilon(1e-5):.3f}" in process.stdout
+    assert summary(run_dir)["metrics"]["privacy/epsilon"] == accountant.get_epsilon(1e-5)
+    assert "secure aggregation" in process.stdout
+
+
+def _model(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dirs(out, "federated")[0] / "model.safetensors"))
+
+
+def test_an_attacker_fraction_of_zero_changes_nothing(tmp_path: Path) -> None:
+    cli(*SMALL, output_root=tmp_path / "clean")
+    cli(*SMALL, "paradigm/attack=sign_flip", "paradigm.attack.fraction=0",
+        output_root=tmp_path / "zero")  # fmt: skip
+    attacked = cli(*SMALL, "paradigm/attack=sign_flip", output_root=tmp_path / "attacked")
+    clean, zero = _model(tmp_path / "clean"), _model(tmp_path / "zero")
+    assert all(clean[k].equal(zero[k]) for k in clean)
+    assert any(not clean[k].equal(v) for k, v in _model(tmp_path / "attacked").items())
+    assert "malicious clients (SignFlip): [" in attacked.stdout
+
+
+def test_secure_aggregation_refuses_a_robust_strategy(out: Path) -> None:
+    process = cli(*SMALL, "paradigm.secure_aggregation=true", "paradigm/strategy=median",
+                  check=False, output_root=out)  # fmt: skip
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        "error: paradigm.strategy='Median': secure aggregation gives the server only the sum of "
+        "the client updates; Median needs each one. Fix: paradigm/strategy=fedavg (or fedprox, "
+        "fedavgm, fedadam, fedyogi, fedadagrad)"
+    ]
