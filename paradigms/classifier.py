@@ -7,12 +7,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from paradigms.optim import build_optimizer, build_schedule
 
 UNLABELLED = -100  # a label that cross-entropy and the metrics skip (distillation's transfer set)
+SPLITS = ("train", "val", "test")
 
 
 def accuracy_metrics(num_classes: int, top_k: int) -> MetricCollection:
@@ -33,6 +34,11 @@ def reported_metrics(top_k: int, stages: list[str]) -> list[str]:
 class ClassificationModule(pl.LightningModule):
     """Trains ``model`` with cross-entropy; logs loss and accuracy per split as ``split/name``.
     Testing also fills ``test_confusion_matrix`` (counts, rows: true class) for the plots.
+
+    Epoch values accumulate in torchmetrics (the loss as a batch-size-weighted mean, as
+    Lightning's ``on_epoch`` mean would) and are logged once per epoch: each ``self.log`` call
+    costs about a millisecond of Lightning bookkeeping, which dominates a step on cached
+    features. Only the training loss is logged every step (``train/loss_step``).
 
     ``param_groups`` (optional) replaces the model's parameters as the optimizer's groups, so a
     paradigm can set per-group learning rates or leave frozen parameters out.
@@ -58,11 +64,10 @@ class ClassificationModule(pl.LightningModule):
         )
         metrics = accuracy_metrics(num_classes, top_k)
         self.metrics = nn.ModuleDict(
-            {
-                f"{split}_metrics": metrics.clone(prefix=f"{split}/")
-                for split in ("train", "val", "test")
-            }
+            {f"{split}_metrics": metrics.clone(prefix=f"{split}/") for split in SPLITS}
         )
+        # "<split>_loss": "train" would clash with Module.train in a ModuleDict
+        self.losses = nn.ModuleDict({f"{split}_loss": MeanMetric() for split in SPLITS})
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion_matrix: torch.Tensor | None = None
 
@@ -77,16 +82,21 @@ class ClassificationModule(pl.LightningModule):
         x, y = batch[0], batch[1]
         logits = self(x)
         loss = self.loss(logits, batch) if split == "train" else self.criterion(logits, y)
-        metrics = self.metrics[f"{split}_metrics"]
-        metrics.update(logits.detach(), y)
+        self.metrics[f"{split}_metrics"].update(logits.detach(), y)
+        self.losses[f"{split}_loss"].update(loss.detach(), len(y))
         if split == "test":
             self.test_confusion.update(logits.detach(), y)
-        on_step = split == "train"
-        self.log(
-            f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True
-        )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        if split == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def _log_epoch(self, split: str) -> None:
+        """Logs the split's epoch metrics (synced across processes) and starts them afresh."""
+        metrics, loss = self.metrics[f"{split}_metrics"], self.losses[f"{split}_loss"]
+        name = "train/loss_epoch" if split == "train" else f"{split}/loss"
+        self.log_dict({**metrics.compute(), name: loss.compute()}, prog_bar=True)
+        metrics.reset()
+        loss.reset()
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -97,7 +107,14 @@ class ClassificationModule(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
     def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
         self.test_confusion_matrix = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
 
