@@ -199,6 +199,7 @@ class FinetuneModule(ClassificationModule):
         self.soft_criterion = SoftTargetCrossEntropy()
         self.soft_targets: torch.Tensor | None = None
         self.still_norms = still_norms or []
+        self.train(self.training)  # Lightning keeps each submodule's mode as it finds it
         self.extra_callbacks = list(callbacks or [])
         if ema_decay > 0:
             self.extra_callbacks.append(EMA(decay=ema_decay))
