@@ -44,7 +44,7 @@ class Finetune:
 
     Config keys: strategy (full | partial | lp_ft | gradual | lora) and its section (partial:
     last_groups, patterns; lp_ft: epochs, lr; gradual: every; lora: r, alpha, dropout,
-    target_modules), lr_groups (head_lr_mult, layer_decay), bn_mode (frozen | eval | train),
+    target_modules; partial and lora also take lr, their peak lr), lr_groups (head_lr_mult, layer_decay), bn_mode (frozen | eval | train),
     mixup (timm Mixup arguments; off while both alphas are 0), ema_decay (0: off),
     optimizer, scheduler, label_smoothing, top_k (as scratch), baseline (a ``Scratch``
     recipe: the ``compare=scratch`` model and the source stage). Prints the learning rate
@@ -169,11 +169,7 @@ class Finetune:
             plan.timm_model, lr, self.optimizer.get("weight_decay", 0.0), **self.lr_groups
         )
         if rank_zero_only.rank == 0:
-            every = (
-                self.gradual["every"]
-                if self.strategy == "gradual" and lr == self.optimizer["lr"]
-                else None
-            )
+            every = self.gradual["every"] if self.strategy == "gradual" else None
             print_lr_table(title, lr_table(plan.timm_model, groups, every))
         return FinetuneModule(
             plan.model,
@@ -225,7 +221,9 @@ class Finetune:
             model = create_pretrained(spec, classes)[0]
         plan = self.plan(model)
         trainable = count_parameters(plan.model)[0]
-        module = self.module(plan, classes, self.optimizer["lr"], f"finetune: {self.strategy}")
+        lr = {"partial": self.partial, "lora": self.lora}.get(self.strategy, {}).get("lr")
+        lr = lr or self.optimizer["lr"]
+        module = self.module(plan, classes, lr, f"finetune: {self.strategy}")
         tuned = context.stages.fit_and_test(module, datamodule, context.run_dir, export=plan.export)
         rows.append(Row(f"finetune ({self.strategy})", tuned, trainable, total))
         metrics.update(tuned)

@@ -237,6 +237,7 @@ def test_gradual_under_ddp_holds_groups_bit_identical_until_their_epoch(tmp_path
         *FAST,
         "trainer=ddp_cpu",
         "paradigm.strategy=gradual",
+        "paradigm.bn_mode=eval",  # held groups' statistics stay too
         "compare=none",
         "source.max_epochs=1",
         "callbacks.model_checkpoint.save_top_k=-1",
