@@ -75,21 +75,6 @@ class Finetune:
         label_smoothing: float = 0.0,
         top_k: int = 3,
     ) -> None:
-        for key, value, allowed in (
-            ("strategy", strategy, STRATEGIES),
-            ("bn_mode", bn_mode, BN_MODES),
-        ):
-            if value not in allowed:
-                raise ConfigError(
-                    f"paradigm.{key}", value, "no such choice", f"use one of {', '.join(allowed)}"
-                )
-        if strategy == "gradual" and (gradual or {}).get("every", 1) < 1:
-            raise ConfigError(
-                "paradigm.gradual.every",
-                gradual["every"],
-                "groups unfreeze every k >= 1 epochs",
-                "use paradigm.gradual.every=1 or more",
-            )
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.baseline = baseline
@@ -105,7 +90,27 @@ class Finetune:
         self.label_smoothing = label_smoothing
         self.top_k = top_k
 
+    def check_settings(self) -> None:
+        """Stops on unknown choices (called by ``reports``, before anything trains; errors
+        raised while Hydra instantiates would not print as one line)."""
+        for key, value, allowed in (
+            ("strategy", self.strategy, STRATEGIES),
+            ("bn_mode", self.bn_mode, BN_MODES),
+        ):
+            if value not in allowed:
+                raise ConfigError(
+                    f"paradigm.{key}", value, "no such choice", f"use one of {', '.join(allowed)}"
+                )
+        if self.strategy == "gradual" and self.gradual["every"] < 1:
+            raise ConfigError(
+                "paradigm.gradual.every",
+                self.gradual["every"],
+                "groups unfreeze every k >= 1 epochs",
+                "use paradigm.gradual.every=1 or more",
+            )
+
     def reports(self, compare: list[str]) -> list[str]:
+        self.check_settings()
         unknown = [c for c in compare if c not in COMPARISONS]
         if unknown:
             raise ConfigError(
@@ -119,6 +124,7 @@ class Finetune:
 
     def check(self, name: str) -> None:
         """Stops on strategy settings the backbone cannot honour, before anything trains."""
+        self.check_settings()
         check_model_name(name)
         probe = timm.create_model(name, pretrained=False)
         if self.strategy == "partial":

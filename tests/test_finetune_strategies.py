@@ -255,3 +255,10 @@ def test_gradual_under_ddp_holds_groups_bit_identical_until_their_epoch(tmp_path
         for depth, prefix in enumerate(["model.fc.", "model.layer4.", "model.layer3."]):
             assert _moved(start, state, prefix) == (depth <= epoch), (epoch, prefix)
         assert not _moved(start, state, "model.conv1.")
+
+
+def test_cli_stops_an_unknown_strategy_with_one_line(out: Path):
+    process = cli("paradigm.strategy=sideways", output_root=out, check=False)
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: paradigm.strategy="), process.stderr
