@@ -17,20 +17,28 @@ from torch import nn
 BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, BatchNormAct2d)
 
 
-def freeze_except(model: nn.Module, trainable: Collection[str]) -> tuple[int, int]:
-    """Freezes every parameter not named in ``trainable`` and every BatchNorm whose
-    parameters are all frozen; returns (trainable, total) parameter counts, the total
-    counted before frozen BatchNorm weights became buffers."""
+def frozen_norms(model: nn.Module, trainable: Collection[str]) -> list[str]:
+    """Names of the BatchNorm layers none of whose parameters are in ``trainable``."""
     trainable = set(trainable)
-    total = sum(p.numel() for p in model.parameters())
-    for name, param in model.named_parameters():
-        param.requires_grad = name in trainable
-    frozen_norms = [
+    return [
         name
         for name, module in model.named_modules()
         if isinstance(module, BATCH_NORMS)
         and not any(f"{name}.{p}" in trainable for p, _ in module.named_parameters())
     ]
-    if frozen_norms:
-        timm_freeze(model, frozen_norms)
+
+
+def freeze_except(
+    model: nn.Module, trainable: Collection[str], freeze_norms: bool = True
+) -> tuple[int, int]:
+    """Freezes every parameter not named in ``trainable`` and (unless ``freeze_norms`` is
+    False) every BatchNorm whose parameters are all frozen; returns (trainable, total)
+    parameter counts, the total counted before frozen BatchNorm weights became buffers."""
+    trainable = set(trainable)
+    total = sum(p.numel() for p in model.parameters())
+    for name, param in model.named_parameters():
+        param.requires_grad = name in trainable
+    norms = frozen_norms(model, trainable)
+    if norms and freeze_norms:
+        timm_freeze(model, norms)
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total

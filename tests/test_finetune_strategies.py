@@ -1,0 +1,264 @@
+"""Fine-tuning strategies: partial leaves frozen layers bit-identical, gradual unfreezing opens
+groups at the right epochs (also across two DDP processes), the LR table is what the optimizer
+holds, LoRA trains only adapters and head, EMA weights are the ones tested and exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import timm
+import torch
+from conftest import FAST, cli, run_dirs
+from pytorch_lightning.callbacks import Callback
+from safetensors.torch import load_file, save_file
+
+from datamodules.digits import DigitsDataModule
+from paradigms.backbone import create_pretrained
+from paradigms.errors import ConfigError
+from paradigms.finetune import Finetune
+from paradigms.lr_groups import lr_table
+from paradigms.training import Stages
+
+OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
+SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}
+SPEC = {"name": "test_resnet", "in_chans": 3}
+TOP = ("fc.", "layer4.")  # test_resnet's head and its top block group
+
+
+@pytest.fixture(scope="module")
+def base_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base model (10 classes) with non-trivial BatchNorm statistics and scales (timm
+    zero-initialises each block's last BatchNorm, which would stop every gradient inside the
+    blocks), saved to a file."""
+    torch.manual_seed(1)
+    model = timm.create_model("test_resnet", num_classes=10)
+    for name, param in model.named_parameters():
+        if "bn" in name and name.endswith("weight"):
+            torch.nn.init.uniform_(param, 0.5, 1.5)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 3, 32, 32))
+    path = tmp_path_factory.mktemp("base") / "base.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def _digits() -> DigitsDataModule:
+    data = DigitsDataModule(train_per_class=10, batch_size=16)
+    data.setup("fit")
+    return data
+
+
+def _trainer(epochs: int, *callbacks: Callback) -> pl.Trainer:
+    pl.seed_everything(0, verbose=False)
+    return pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=list(callbacks),
+    )
+
+
+def _finetune(**settings) -> Finetune:
+    return Finetune(OPTIMIZER, SCHEDULER, baseline=None, **settings)
+
+
+def _planned(finetune: Finetune, base_file: Path):
+    model, _ = create_pretrained({**SPEC, "weights": str(base_file)}, 10)
+    plan = finetune.plan(model)
+    return plan, finetune.module(plan, 10, OPTIMIZER["lr"], "test")
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("bn_mode", ["frozen", "eval", "train"])
+def test_partial_leaves_frozen_layers_bit_identical(base_file: Path, bn_mode: str):
+    finetune = _finetune(
+        strategy="partial", partial={"last_groups": 1, "patterns": []}, bn_mode=bn_mode
+    )
+    plan, module = _planned(finetune, base_file)
+    before = _state(plan.model)
+    _trainer(2).fit(module, datamodule=_digits())
+    after = plan.model.state_dict()
+    frozen = [k for k in before if not k.startswith(TOP) and "num_batches" not in k]
+    stats = [k for k in frozen if "running_" in k]
+    assert "conv1.0.weight" in frozen and "layer3.0.bn1.running_mean" in stats
+    for key in set(frozen) - set(stats):
+        assert torch.equal(before[key], after[key]), f"frozen {key} moved"
+    moved = [k for k in stats if not torch.equal(before[k], after[k])]
+    assert bool(moved) == (bn_mode == "train"), moved  # only bn_mode=train adapts statistics
+    assert not torch.equal(before["layer4.0.conv1.weight"], after["layer4.0.conv1.weight"])
+    assert not torch.equal(before["fc.weight"], after["fc.weight"])
+
+
+class EpochStates(Callback):
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.states.append(_state(pl_module.model))
+
+
+def _moved(before: dict, after: dict, prefix: str) -> bool:
+    keys = [k for k in before if k.startswith(prefix) and "num_batches" not in k]
+    assert keys, prefix
+    return any(not torch.equal(before[k], after[k]) for k in keys)
+
+
+def test_gradual_unfreezes_one_group_per_epoch_from_the_top(base_file: Path):
+    plan, module = _planned(_finetune(strategy="gradual", gradual={"every": 1}), base_file)
+    start, states = _state(plan.model), EpochStates()
+    _trainer(3, states).fit(module, datamodule=_digits())
+    order = ["fc.", "layer4.", "layer3.", "layer2."]  # depth 0, 1, 2, 3
+    for epoch, state in enumerate(states.states):
+        for depth, prefix in enumerate(order):
+            assert _moved(start, state, prefix) == (depth <= epoch), (epoch, prefix)
+
+
+def test_lr_table_is_what_the_optimizer_holds_after_the_schedule_steps(base_file: Path):
+    finetune = _finetune(
+        lr_groups={"head_lr_mult": 10.0, "layer_decay": 0.5}, mixup={"mixup_alpha": 0.4}
+    )
+    plan, module = _planned(finetune, base_file)
+    lr = OPTIMIZER["lr"]
+    rows = {name: row_lr for name, _, _, row_lr in lr_table(plan.model, module.param_groups)}
+    assert rows["head"] == pytest.approx(10 * lr)
+    assert rows["block-1"] == pytest.approx(0.5 * lr)
+    assert rows["block-2"] == pytest.approx(0.25 * lr)
+    trainer = _trainer(1)
+    trainer.fit(module, datamodule=_digits())
+    groups = trainer.optimizers[0].param_groups
+    multiplier = groups[0]["lr"] / groups[0]["initial_lr"]
+    assert multiplier < 1.0  # the cosine schedule has stepped
+    for group in groups:
+        assert group["initial_lr"] == pytest.approx(rows[group["name"].split("/")[0]])
+        assert group["lr"] == pytest.approx(group["initial_lr"] * multiplier)
+        assert group["weight_decay"] == (0.0 if group["name"].endswith("/no_wd") else 0.01)
+
+
+def test_lora_trains_only_adapters_and_head_and_exports_merged_weights(base_file: Path):
+    finetune = _finetune(
+        strategy="lora",
+        lora={"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": r".*\.conv\d"},
+    )
+    plan, module = _planned(finetune, base_file)
+    learning = [n for n, p in plan.model.named_parameters() if p.requires_grad]
+    assert learning and all("lora_" in n or ".fc." in n for n in learning), learning
+    assert any(".fc." in n for n in learning)
+    before = _state(plan.model)
+    trainer = _trainer(2, *module.configure_callbacks())
+    data = _digits()
+    trainer.fit(module, datamodule=data)
+    trainer.test(module, datamodule=data, verbose=False)
+    after = plan.model.state_dict()
+    for key, value in before.items():
+        learns = "lora_" in key or ".fc." in key
+        assert torch.equal(value, after[key]) != learns, key
+    merged = plan.export.eval()
+    assert not torch.equal(
+        merged.state_dict()["layer1.0.conv1.weight"],
+        load_file(str(base_file))["layer1.0.conv1.weight"],
+    )
+    x = torch.randn(4, 3, 32, 32)
+    plan.model.eval()
+    torch.testing.assert_close(merged(x), plan.model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_ema_weights_differ_from_raw_and_are_tested_and_exported(base_file: Path, tmp_path: Path):
+    plan, module = _planned(_finetune(ema_decay=0.9), base_file)
+    stages = Stages(
+        trainer={
+            "_target_": "pytorch_lightning.Trainer",
+            "max_epochs": 2,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "use_distributed_sampler": False,
+        },
+        callbacks={
+            "model_checkpoint": {
+                "_target_": "pytorch_lightning.callbacks.ModelCheckpoint",
+                "save_last": True,
+            }
+        },
+        loggers={},
+        seed=0,
+    )
+    data = _digits()
+    metrics = stages.fit_and_test(module, data, tmp_path)
+    (best,) = (tmp_path / "checkpoints").glob("epoch=*.ckpt")
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    ema, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert not torch.equal(ema["model.fc.weight"], raw["model.fc.weight"])
+    exported = load_file(str(tmp_path / "model.safetensors"))
+    for key, value in exported.items():
+        assert torch.equal(value, ema[f"model.{key}"]), key
+
+    def test_acc(state: dict[str, torch.Tensor]) -> float:
+        plan.model.load_state_dict({k[len("model.") :]: v for k, v in state.items()})
+        plan.model.eval()
+        with torch.no_grad():
+            pairs = [(plan.model(x).argmax(1), y) for x, y in data.test_dataloader()]
+        return float(sum((p == y).sum() for p, y in pairs) / sum(len(y) for _, y in pairs))
+
+    assert test_acc(ema) == pytest.approx(metrics["test/acc"])
+
+
+@pytest.mark.parametrize(
+    "settings,key",
+    [
+        ({"strategy": "sideways"}, "paradigm.strategy"),
+        ({"bn_mode": "thawed"}, "paradigm.bn_mode"),
+        (
+            {"strategy": "partial", "partial": {"last_groups": 9, "patterns": []}},
+            "paradigm.partial.last_groups",
+        ),
+        (
+            {"strategy": "partial", "partial": {"last_groups": 0, "patterns": ["nope"]}},
+            "paradigm.partial.patterns",
+        ),
+        ({"strategy": "lora", "lora": {"target_modules": "nope"}}, "paradigm.lora.target_modules"),
+    ],
+)
+def test_bad_strategy_settings_stop_before_training(settings: dict, key: str):
+    with pytest.raises(ConfigError) as error:
+        _finetune(**settings).check("test_resnet")
+    assert error.value.key == key
+
+
+def test_gradual_under_ddp_holds_groups_bit_identical_until_their_epoch(tmp_path: Path):
+    cli(
+        *FAST,
+        "trainer=ddp_cpu",
+        "paradigm.strategy=gradual",
+        "paradigm.bn_mode=eval",  # held groups' statistics stay too
+        "compare=none",
+        "source.max_epochs=1",
+        "callbacks.model_checkpoint.save_top_k=-1",
+        "callbacks.model_checkpoint.filename='epoch-{epoch}'",
+        output_root=tmp_path,
+    )
+    (run_dir,) = run_dirs(tmp_path, "finetune")
+    (source,) = (tmp_path / "cache" / "source").glob("*/model.safetensors")
+    start = {f"model.{k}": v for k, v in load_file(str(source)).items()}
+    states = [
+        torch.load(run_dir / "checkpoints" / f"epoch-{e}.ckpt", weights_only=True)["state_dict"]
+        for e in (0, 1)
+    ]
+    for epoch, state in enumerate(states):
+        for depth, prefix in enumerate(["model.fc.", "model.layer4.", "model.layer3."]):
+            assert _moved(start, state, prefix) == (depth <= epoch), (epoch, prefix)
+        assert not _moved(start, state, "model.conv1.")
+
+
+def test_cli_stops_an_unknown_strategy_with_one_line(out: Path):
+    process = cli("paradigm.strategy=sideways", output_root=out, check=False)
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: paradigm.strategy="), process.stderr
