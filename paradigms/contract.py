@@ -72,3 +72,15 @@ def check_optimized_metric(name: str, reported: list[str]) -> None:
             "this paradigm does not report it",
             f"use one of {', '.join(reported)}",
         )
+
+
+def check_compare(paradigm: str, compare: list[str], allowed: tuple[str, ...]) -> None:
+    """Stops before training on a baseline this paradigm cannot train."""
+    unknown = [c for c in compare if c not in allowed]
+    if unknown:
+        raise ConfigError(
+            "compare",
+            unknown[0],
+            f"{paradigm} compares with: {', '.join(allowed)}",
+            f"use compare={allowed[0]} or none",
+        )

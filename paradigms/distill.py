@@ -25,7 +25,7 @@ from paradigms.backbone import (
     load_weights,
 )
 from paradigms.classifier import ClassificationModule, reported_metrics
-from paradigms.contract import Context, Result, Row
+from paradigms.contract import Context, Result, Row, check_compare
 from paradigms.distill_module import (
     DistillationModule,
     Teacher,
@@ -114,14 +114,7 @@ class Distill:
         self.top_k = top_k
 
     def reports(self, compare: list[str]) -> list[str]:
-        unknown = [c for c in compare if c not in COMPARISONS]
-        if unknown:
-            raise ConfigError(
-                "compare",
-                unknown[0],
-                "distill compares with: scratch",
-                "use compare=scratch or none",
-            )
+        check_compare("distill", compare, COMPARISONS)
         stages = ["", "teacher/", *(f"{c}/" for c in compare)]
         extra = [f"{s}test/{k}" for s in stages for k in ("agreement", "ms_per_image")]
         return reported_metrics(self.top_k, stages) + [

@@ -17,7 +17,7 @@ from torch import nn
 
 from paradigms.backbone import check_model_name, count_parameters, create_pretrained
 from paradigms.classifier import ClassificationModule, reported_metrics
-from paradigms.contract import Context, Result, Row
+from paradigms.contract import Context, Result, Row, check_compare
 from paradigms.errors import ConfigError
 from paradigms.groups import block_group_count
 from paradigms.lr_groups import lr_table, param_groups, print_lr_table
@@ -111,14 +111,7 @@ class Finetune:
 
     def reports(self, compare: list[str]) -> list[str]:
         self.check_settings()
-        unknown = [c for c in compare if c not in COMPARISONS]
-        if unknown:
-            raise ConfigError(
-                "compare",
-                unknown[0],
-                "finetune compares with: scratch",
-                "use compare=scratch or none",
-            )
+        check_compare("finetune", compare, COMPARISONS)
         probe = [PROBE] if self.strategy == "lp_ft" else []
         return reported_metrics(self.top_k, ["", "source/", *probe, *(f"{c}/" for c in compare)])
 

@@ -21,7 +21,7 @@ from paradigms.backbone import (
     create_pretrained,
 )
 from paradigms.classifier import ClassificationModule, reported_metrics
-from paradigms.contract import Context, Result, Row
+from paradigms.contract import Context, Result, Row, check_compare
 from paradigms.errors import ConfigError
 from paradigms.features import FeatureData, cache_blockers
 from paradigms.freezing import freeze_except
@@ -70,14 +70,7 @@ class Transfer:
         self.top_k = top_k
 
     def reports(self, compare: list[str]) -> list[str]:
-        unknown = [c for c in compare if c not in COMPARISONS]
-        if unknown:
-            raise ConfigError(
-                "compare",
-                unknown[0],
-                "transfer compares with: scratch",
-                "use compare=scratch or none",
-            )
+        check_compare("transfer", compare, COMPARISONS)
         gains = [f"{GAIN}test/acc"] if compare else []
         return reported_metrics(self.top_k, ["", *(f"{c}/" for c in compare)]) + gains
 

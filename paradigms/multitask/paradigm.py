@@ -18,7 +18,7 @@ from typing import Any
 from pytorch_lightning.utilities import rank_zero_only
 
 from paradigms.backbone import count_parameters
-from paradigms.contract import Context, Result, Row
+from paradigms.contract import Context, Result, Row, check_compare
 from paradigms.errors import ConfigError
 from paradigms.multitask.model import build_model
 from paradigms.multitask.module import MultiTaskModule
@@ -71,14 +71,7 @@ class MultiTask:
         self.neck = neck or {}
 
     def reports(self, compare: list[str]) -> list[str]:
-        unknown = [c for c in compare if c not in COMPARISONS]
-        if unknown:
-            raise ConfigError(
-                "compare",
-                unknown[0],
-                "multitask compares with: single_task",
-                "use single_task or none",
-            )
+        check_compare("multitask", compare, COMPARISONS)
         tasks = parse_tasks(self.task_specs)
         keys = [f"test/{t.name}/{m}" for t in tasks for m in t.metrics]
         extra = ["test/score", "test/loss"]
