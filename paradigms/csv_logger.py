@@ -17,9 +17,16 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
+        """Keeps the existing file (Lightning's writer deletes it)."""
+
+    def save(self) -> None:
+        # The file may have grown since this writer was made (a resumed run, or a writer
+        # pickled into ddp_spawn's processes): its header is the truth about its columns.
+        if self.metrics and os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as file:
-                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+                header = csv.DictReader(file).fieldnames or []
+            self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
+        super().save()
 
 
 class ResumableCSVLogger(CSVLogger):

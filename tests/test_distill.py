@@ -8,9 +8,9 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST, cli, run_dirs, summary
 from torch import nn
 
+from conftest import FAST, cli, run_dirs, summary
 from datamodules.digits import DigitsDataModule
 from paradigms.backbone import create_model
 from paradigms.classifier import UNLABELLED

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli, run_dirs, summary
 from opacus.accountants import RDPAccountant
 from safetensors.torch import load_file
 from torch import nn
 
+from conftest import cli, run_dirs, summary
 from paradigms.federated.client import FlatModel
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.secure import SecureAggregation

@@ -10,10 +10,10 @@ import pytest
 import pytorch_lightning as pl
 import timm
 import torch
-from conftest import FAST, cli, run_dirs
 from pytorch_lightning.callbacks import Callback
 from safetensors.torch import load_file, save_file
 
+from conftest import FAST, cli, run_dirs
 from datamodules.digits import DigitsDataModule
 from paradigms.backbone import create_pretrained
 from paradigms.errors import ConfigError
