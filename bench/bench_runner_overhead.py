@@ -28,16 +28,18 @@ from paradigms.training import Stages
 
 
 class EpochTimer(pl.Callback):
-    """Wall time of each training epoch (without validation)."""
+    """Wall time of each epoch's training steps: from the epoch's start to its last step's
+    end, so validation and checkpointing (which the bare loop does not do) are left out."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.started = time.perf_counter()
+        self.times.append(0.0)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.times.append(time.perf_counter() - self.started)
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.times[-1] = time.perf_counter() - self.started
 
 
 def runner_epochs(cfg: dict, epochs: int) -> list[float]:
@@ -67,6 +69,7 @@ def bare_epochs(cfg: dict, epochs: int) -> list[float]:
     opt = build_optimizer(model, paradigm["optimizer"])
     schedule = build_schedule(opt, paradigm["scheduler"], epochs * len(loader))
     criterion = torch.nn.CrossEntropyLoss()
+    torch.use_deterministic_algorithms(cfg["trainer"]["deterministic"])  # as the Trainer does
     times = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
@@ -86,8 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet10t")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("overrides", nargs="*", help="config overrides for the runner, e.g. callbacks.rich_progress_bar=null")
     args = parser.parse_args()
-    cfg = composed(["paradigm=scratch", f"backbone={args.backbone}"])
+    cfg = composed(["paradigm=scratch", f"backbone={args.backbone}", *args.overrides])
     # Alternate so that machine noise hits both sides alike; the first epoch is a warm-up.
     runner, bare = [], []
     for _ in range(2):
