@@ -89,7 +89,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet10t")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("overrides", nargs="*", help="config overrides for the runner, e.g. callbacks.rich_progress_bar=null")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides for the runner, e.g. callbacks.rich_progress_bar=null",
+    )
     args = parser.parse_args()
     cfg = composed(["paradigm=scratch", f"backbone={args.backbone}", *args.overrides])
     # Alternate so that machine noise hits both sides alike; the first epoch is a warm-up.
