@@ -13,6 +13,7 @@ PARADIGMS = sorted(p.stem for p in (ROOT / "conf" / "paradigm").glob("*.yaml"))
 QUICK = {
     "finetune": ["source.max_epochs=3", "trainer.max_epochs=8"],
     "multitask": ["trainer.max_epochs=6"],
+    "distill": ["paradigm.teacher.name=resnet10t", "paradigm.teacher_source.max_epochs=3"],
 }
 
 
