@@ -37,6 +37,12 @@ CASES = {
     "median-attacked": [*ATTACK, "paradigm/strategy=median"],
     "trimmed-attacked": [*ATTACK, "paradigm/strategy=trimmed_mean", "paradigm.strategy.beta=0.3"],
     "krum-attacked": [*ATTACK, "paradigm/strategy=krum", "paradigm.strategy.byzantine=2"],
+    "multikrum-attacked": [
+        *ATTACK,
+        "paradigm/strategy=krum",
+        "paradigm.strategy.byzantine=2",
+        "paradigm.strategy.num_selected=6",
+    ],
     "dp-z0.3": [*DP, "paradigm.privacy.noise_multiplier=0.3"],
     "dp-z0.1": [*DP, "paradigm.privacy.noise_multiplier=0.1"],
     "dp-z0.03": [*DP, "paradigm.privacy.noise_multiplier=0.03"],
