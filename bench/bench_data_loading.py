@@ -10,7 +10,6 @@ python bench/bench_data_loading.py [--per-class 100] [--image-size 224] [--epoch
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -18,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_result
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
 from sklearn.datasets import load_digits
 
 from datamodules.image_folder import ImageFolderDataModule
-
-RESULTS = Path(__file__).parent / "results" / "data_loading.jsonl"
 
 
 def write_folder(root: Path, per_class: int, file_size: int) -> int:
@@ -88,9 +86,7 @@ def main() -> None:
             speedup = f"{rates[-1] / rates[0]:.2f}x"
             table.add_row(split, *(f"{r:,.0f}" for r in rates), speedup)
     Console().print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    write_result("data_loading", record)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_result
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "distill.jsonl"
 MODELS = {"teacher": "teacher/", "student + KD": "", "student alone": "scratch/"}
 
 
@@ -101,15 +101,13 @@ def main() -> None:
         f"from a {args.teacher} teacher, seeds {args.seeds}"
     )
     show(table, title)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "claim": "distill",
         **vars(args),
         "models": table,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    with RESULTS.open("a") as stream:
-        stream.write(json.dumps(record) + "\n")
+    write_result("distill", record)
 
 
 if __name__ == "__main__":

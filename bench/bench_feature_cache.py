@@ -12,12 +12,11 @@ slows both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import pytorch_lightning as pl
+from common import write_result
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +25,6 @@ from paradigms.classifier import ClassificationModule
 from paradigms.features import FeatureData
 from paradigms.transfer import Transfer
 
-RESULTS = Path(__file__).resolve().parent / "results" / "feature_cache.jsonl"
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.05, "min_lr_ratio": 0.01}
 
@@ -127,9 +125,7 @@ def main() -> None:
         "speedup": round(speedup, 2),
         "val_acc": [acc_through, acc_cached],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as file:
-        file.write(json.dumps(record) + "\n")
+    write_result("feature_cache", record)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+
+from common import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["paradigm=federated", "backbone=test_resnet", "paradigm.progress=false"]
@@ -57,12 +58,7 @@ def main() -> None:
             f"{r['case']:<18}{r['final']:>10.4f}{r['best']:>10.4f}"
             f"{str(r['round_90'] or '-'):>12}{r['s']:>8.1f}"
         )
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    with (results / "federated.jsonl").open("a") as file:
-        file.write(
-            json.dumps({"rounds": args.rounds, "overrides": args.overrides, "runs": rows}) + "\n"
-        )
+    write_result("federated", {"rounds": args.rounds, "overrides": args.overrides, "runs": rows})
 
 
 if __name__ == "__main__":

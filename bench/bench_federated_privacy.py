@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+
+from common import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
@@ -80,12 +81,9 @@ def main() -> None:
         print(
             f"{r['case']:<18}{r['final']:>10.4f}{r['best']:>10.4f}{gap:>10}{eps:>12}{r['s']:>7.1f}"
         )
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    with (results / "federated_privacy.jsonl").open("a") as file:
-        file.write(
-            json.dumps({"rounds": args.rounds, "overrides": args.overrides, "runs": rows}) + "\n"
-        )
+    write_result(
+        "federated_privacy", {"rounds": args.rounds, "overrides": args.overrides, "runs": rows}
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from tempfile import TemporaryDirectory
 
 import torch
 import torch.nn.functional as F
+from common import write_result
 
 from datamodules.digits import DigitsDataModule
 from datamodules.partition import Dirichlet
@@ -119,10 +120,7 @@ def main() -> None:
         "bare_acc": best_bare[1],
         "runner_acc": best_runner[1],
     }
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    with (results / "federated_speed.jsonl").open("a") as file:
-        file.write(json.dumps(record) + "\n")
+    write_result("federated_speed", record)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_result
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -119,10 +120,7 @@ def main() -> None:
         "backbone": args.backbone,
         "results": results,
     }
-    target = ROOT / "bench" / "results" / "multitask.jsonl"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a") as file:
-        file.write(json.dumps(line) + "\n")
+    write_result("multitask", line)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_result
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "transfer.jsonl"
 
 
 def run(seed: int, args: argparse.Namespace, output_root: Path) -> dict[str, float]:
@@ -88,9 +88,7 @@ def main() -> None:
         "mean_gain_points": round(100 * (mean_t - mean_s), 2),
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as file:
-        file.write(json.dumps(record) + "\n")
+    write_result("transfer", record)
 
 
 if __name__ == "__main__":
