@@ -15,10 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from paradigms.errors import reported
-from paradigms.run_dirs import is_new_run, register_resolvers, resumed_config, resumes_saved_run
-from paradigms.sweep import multirun_strategy
-from paradigms.validation import compare_list, validate
+from paradigms.runner.errors import reported
+from paradigms.runner.run_dirs import (
+    is_new_run,
+    register_resolvers,
+    resumed_config,
+    resumes_saved_run,
+)
+from paradigms.runner.sweep import multirun_strategy
+from paradigms.runner.validation import compare_list, validate
 
 register_resolvers()
 
@@ -40,10 +45,10 @@ def main(cfg: DictConfig) -> float:
         from hydra.utils import instantiate
 
         from paradigms.contract import Context, check_optimized_metric
-        from paradigms.plots import describe, plot_run
-        from paradigms.summary import SUMMARY, print_summary, write_summary
-        from paradigms.tracking import log_summary
-        from paradigms.training import Stages
+        from paradigms.runner.plots import describe, plot_run
+        from paradigms.runner.stages import Stages
+        from paradigms.runner.summary import SUMMARY, print_summary, write_summary
+        from paradigms.runner.tracking import log_summary
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         plain = OmegaConf.to_container(cfg, resolve=True)

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from common import write_result
 
 from datamodules.digits import DigitsDataModule
-from datamodules.partition import Dirichlet
-from paradigms.backbone import create_model
 from paradigms.federated.paradigm import PARTITION_SEED
+from paradigms.federated.partition import Dirichlet
 from paradigms.federated.server import SAMPLE, stream
+from paradigms.models.backbone import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from datamodules.loading import TensorBatches, tensor_loader
-from paradigms.accelerate import Accelerate
-from paradigms.backbone import create_model
-from paradigms.classifier import ClassificationModule
+from paradigms.models.backbone import create_model
+from paradigms.models.classifier import ClassificationModule
+from paradigms.runner.accelerate import Accelerate
 
 OPTIMIZER = {"name": "sgd", "lr": 0.1, "weight_decay": 0.0, "momentum": 0.9}
 SCHEDULE = {"name": "constant", "warmup_fraction": 0.0}

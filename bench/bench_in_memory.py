@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.digits import DigitsDataModule
 from datamodules.loading import tensor_loader
-from paradigms.backbone import create_model
+from paradigms.models.backbone import create_model
 
 
 def images_per_second(loader, model: torch.nn.Module | None, epochs: int) -> float:

@@ -21,10 +21,10 @@ from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from paradigms.backbone import create_model
-from paradigms.classifier import ClassificationModule
-from paradigms.optim import build_optimizer, build_schedule
-from paradigms.training import Stages
+from paradigms.models.backbone import create_model
+from paradigms.models.classifier import ClassificationModule
+from paradigms.models.optim import build_optimizer, build_schedule
+from paradigms.runner.stages import Stages
 
 
 class EpochTimer(pl.Callback):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from datamodules.images import SPLITS, Files, ImageDataModule, Labelled, label_index
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 
 class CsvDataModule(ImageDataModule):

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
 from datamodules.loading import TensorBatches, tensor_loader
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 
 class CsvTasksDataModule(pl.LightningDataModule):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from datamodules.images import IGNORE, ImageDataModule, Labelled, label_index
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
 

@@ -9,7 +9,7 @@ import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from datamodules.images import Files, ImageDataModule, Labelled
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.loading import sample_loader
 from datamodules.transforms import Transform, build_transforms
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 IGNORE = -100  # a missing label; nn.CrossEntropyLoss's default ignore_index
 MODES = {1: "L", 3: "RGB"}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from datamodules.digits import DigitsDataModule
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 TASKS = ("digit", "rotation", "parity", "ink")
 

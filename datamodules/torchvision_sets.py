@@ -14,7 +14,7 @@ import numpy as np
 import torchvision.datasets
 
 from datamodules.images import ImageDataModule, Labelled
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 # How a split is asked for: ``train=True/False`` (CIFAR, MNIST) or ``split=<name>``.
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test"}

@@ -15,7 +15,7 @@ from typing import Any
 from timm.data import create_transform, resolve_data_config
 from timm.models import get_pretrained_cfg
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 Transform = Callable[[Any], Any]
 

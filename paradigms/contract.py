@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from hydra.utils import instantiate
 
-from paradigms.errors import ConfigError
-from paradigms.training import Stages
+from paradigms.runner.errors import ConfigError
+from paradigms.runner.stages import Stages
 
 
 @dataclass

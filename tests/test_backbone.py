@@ -9,8 +9,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from paradigms.backbone import check_model_name, create_pretrained
-from paradigms.errors import ConfigError
+from paradigms.models.backbone import check_model_name, create_pretrained
+from paradigms.runner.errors import ConfigError
 
 SPEC = {"name": "test_resnet", "in_chans": 3}
 

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from paradigms.run_dirs import register_resolvers
+from paradigms.runner.run_dirs import register_resolvers
 
 CONF = ROOT / "conf"
 GROUPS = ["paradigm", "backbone", "data", "trainer", "logger", "callbacks"]

@@ -16,7 +16,7 @@ from datamodules.image_folder import ImageFolderDataModule
 from datamodules.images import IGNORE, BadImageError
 from datamodules.loading import EpochBatchSampler, EpochSampler
 from datamodules.torchvision_sets import TorchvisionDataModule
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 COMMON: dict[str, Any] = {"backbone": "test_resnet", "image_size": 32, "batch_size": 8}
 COMMON["loader"] = {"num_workers": 0}

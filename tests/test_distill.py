@@ -12,9 +12,7 @@ from torch import nn
 
 from conftest import FAST, cli, run_dirs, summary
 from datamodules.digits import DigitsDataModule
-from paradigms.backbone import create_model
-from paradigms.classifier import UNLABELLED
-from paradigms.distill_module import (
+from paradigms.distill.module import (
     DistillationModule,
     Teacher,
     TeacherInput,
@@ -22,6 +20,8 @@ from paradigms.distill_module import (
     kd_loss,
     with_transfer_set,
 )
+from paradigms.models.backbone import create_model
+from paradigms.models.classifier import UNLABELLED
 
 OPTIMIZER = {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}
 SCHEDULER = {"name": "constant", "warmup_fraction": 0.0}

@@ -15,11 +15,11 @@ from safetensors.torch import load_file, save_file
 
 from conftest import FAST, cli, run_dirs
 from datamodules.digits import DigitsDataModule
-from paradigms.backbone import create_pretrained
-from paradigms.errors import ConfigError
 from paradigms.finetune import Finetune
-from paradigms.lr_groups import lr_table
-from paradigms.training import Stages
+from paradigms.finetune.lr_groups import lr_table
+from paradigms.models.backbone import create_pretrained
+from paradigms.runner.errors import ConfigError
+from paradigms.runner.stages import Stages
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from datamodules.multitask_digits import MultiTaskDigitsDataModule
-from paradigms.errors import ConfigError
 from paradigms.multitask.model import build_model
 from paradigms.multitask.module import MultiTaskModule
 from paradigms.multitask.paradigm import delta_m
 from paradigms.multitask.tasks import Task, parse_tasks
 from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
+from paradigms.runner.errors import ConfigError
 
 NAN = float("nan")
 DIGIT = Task("digit", "multiclass", 3, "cross_entropy", ["acc"], "max")

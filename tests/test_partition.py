@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datamodules.partition import IID, Dirichlet, QuantitySkew, Shards
-from paradigms.errors import ConfigError
+from paradigms.federated.partition import IID, Dirichlet, QuantitySkew, Shards
+from paradigms.runner.errors import ConfigError
 
 LABELS = torch.arange(10).repeat_interleave(100)[
     torch.randperm(1000, generator=torch.Generator().manual_seed(0))

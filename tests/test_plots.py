@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import FAST, cli, run_dirs, summary
-from paradigms import plots
+from paradigms.runner import plots
 from paradigms.contract import Row
 
 

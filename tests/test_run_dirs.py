@@ -13,10 +13,12 @@ from hydra import compose, initialize_config_dir
 from test_sweeps import TINY
 
 from conftest import ROOT, cli, run_dirs
-from paradigms.run_dirs import register_resolvers, run_dir
+from paradigms.runner.run_dirs import register_resolvers, run_dir
 
 # What ${run_dir:...} in conf/config.yaml gives a fresh run, printed by a new process.
-NEW_RUN_DIR = "from paradigms.run_dirs import run_dir; print(run_dir('outputs', 'scratch', None))"
+NEW_RUN_DIR = (
+    "from paradigms.runner.run_dirs import run_dir; print(run_dir('outputs', 'scratch', None))"
+)
 
 
 def test_runs_started_in_the_same_second_get_different_directories() -> None:

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from paradigms.errors import ConfigError
 from paradigms.federated.client import FlatModel
 from paradigms.federated.server import Federation, Plan, Simulation
 from paradigms.federated.strategies import (
@@ -22,6 +21,7 @@ from paradigms.federated.strategies import (
     TrimmedMean,
     Updates,
 )
+from paradigms.runner.errors import ConfigError
 
 W = torch.tensor([1.0, -2.0, 0.5])
 D = torch.tensor([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0], [-2.0, 4.0, 0.0], [10.0, -10.0, 10.0]])

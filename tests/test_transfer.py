@@ -15,10 +15,10 @@ from safetensors.torch import load_file, save_file
 
 from conftest import FAST, cli, run_dirs, summary
 from datamodules.digits import DigitsDataModule
-from paradigms.classifier import ClassificationModule
-from paradigms.errors import ConfigError
-from paradigms.features import FeatureData
+from paradigms.models.classifier import ClassificationModule
+from paradigms.runner.errors import ConfigError
 from paradigms.transfer import Transfer
+from paradigms.transfer.features import FeatureData
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}

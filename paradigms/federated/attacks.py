@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 
 class Attack:

@@ -19,13 +19,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from rich.console import Console
 
-from datamodules.partition import Partitioner
-from paradigms.backbone import count_parameters, create_model, export_model
-from paradigms.classifier import reported_metrics
 from paradigms.contract import Context, Result, Row
-from paradigms.errors import ConfigError
 from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel
+from paradigms.federated.partition import Partitioner
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.report import (
     RoundDisplay,
@@ -44,7 +41,10 @@ from paradigms.federated.server import (
     save_checkpoint,
 )
 from paradigms.federated.strategies import Strategy
-from paradigms.optim import build_optimizer
+from paradigms.models.backbone import count_parameters, create_model, export_model
+from paradigms.models.classifier import reported_metrics
+from paradigms.models.optim import build_optimizer
+from paradigms.runner.errors import ConfigError
 
 PARTITION_SEED = 7_919  # offsets the partition's stream from the rounds' streams
 

@@ -19,7 +19,7 @@ import math
 import torch
 from opacus.accountants import RDPAccountant
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 State = dict[str, torch.Tensor]
 

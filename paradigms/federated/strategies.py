@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 State = dict[str, torch.Tensor]
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paradigms.backbone import create_pretrained
+from paradigms.models.backbone import create_pretrained
 from paradigms.multitask.tasks import Task
 
 

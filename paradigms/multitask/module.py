@@ -16,10 +16,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from paradigms.models.optim import build_optimizer, build_schedule
 from paradigms.multitask.model import MultiTaskModel
 from paradigms.multitask.tasks import Task
 from paradigms.multitask.weighting import Weighting
-from paradigms.optim import build_optimizer, build_schedule
 
 HISTORY = 2  # epochs of mean task losses kept for the weighting (DWA looks two back)
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from pytorch_lightning.utilities import rank_zero_only
 
-from paradigms.backbone import count_parameters
 from paradigms.contract import Context, Result, Row, check_compare
-from paradigms.errors import ConfigError
+from paradigms.models.backbone import count_parameters
 from paradigms.multitask.model import build_model
 from paradigms.multitask.module import MultiTaskModule
 from paradigms.multitask.tasks import Task, metric_direction, parse_tasks
 from paradigms.multitask.weighting import Equal, Weighting
+from paradigms.runner.errors import ConfigError
 
 COMPARISONS = ("single_task",)
 TIMING = "train_time.json"

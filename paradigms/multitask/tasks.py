@@ -15,7 +15,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 from torchmetrics import regression as tmr
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 LOSSES: dict[str, tuple[str, ...]] = {
     "multiclass": ("cross_entropy",),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 HYDRA_SUBDIR = ".hydra"
 AUTO = "auto"

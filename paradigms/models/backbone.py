@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
-from paradigms.errors import ConfigError
-from paradigms.model_names import unknown_model_hint
+from paradigms.models.names import unknown_model_hint
+from paradigms.runner.errors import ConfigError
 
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_META = "model.json"

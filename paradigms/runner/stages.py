@@ -18,11 +18,11 @@ import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import Callback
 
-from paradigms.backbone import export_model
-from paradigms.csv_logger import ResumableCSVLogger
-from paradigms.errors import Interrupted
-from paradigms.guards import EpochSeed, NonFiniteGuard
-from paradigms.tracking import build_loggers, close
+from paradigms.models.backbone import export_model
+from paradigms.runner.csv_logger import ResumableCSVLogger
+from paradigms.runner.errors import Interrupted
+from paradigms.runner.guards import EpochSeed, NonFiniteGuard
+from paradigms.runner.tracking import build_loggers, close
 
 RESULTS = "results.json"
 CONFUSION = "confusion_matrix.json"

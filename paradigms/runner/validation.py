@@ -14,9 +14,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from paradigms.errors import ConfigError
-from paradigms.model_names import unknown_model_hint
-from paradigms.run_dirs import find_run_dir, resumes_saved_run
+from paradigms.models.names import unknown_model_hint
+from paradigms.runner.errors import ConfigError
+from paradigms.runner.run_dirs import find_run_dir, resumes_saved_run
 
 Rule = tuple[str, Callable[[Any], bool], str, str]
 

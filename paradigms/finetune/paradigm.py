@@ -1,9 +1,9 @@
 """Fine-tuning: a pretrained model updated on new data, by one of several strategies.
 
-The base model comes from ``paradigms.source`` (the user's weights, the hub, or a cached
+The base model comes from ``paradigms.models.source`` (the user's weights, the hub, or a cached
 source stage). Its head is kept when the label space is the same and replaced only when it
-differs. Which parameters learn, and when, is the strategy's (``paradigms.strategies``);
-their learning rates come per block group (``paradigms.lr_groups``).
+differs. Which parameters learn, and when, is the strategy's (``paradigms.finetune.methods``);
+their learning rates come per block group (``paradigms.finetune.lr_groups``).
 """
 
 from __future__ import annotations
@@ -15,15 +15,9 @@ import timm
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from paradigms.backbone import check_model_name, count_parameters, create_pretrained
-from paradigms.classifier import ClassificationModule, reported_metrics
 from paradigms.contract import Context, Result, Row, check_compare
-from paradigms.errors import ConfigError
-from paradigms.groups import block_group_count
-from paradigms.lr_groups import lr_table, param_groups, print_lr_table
-from paradigms.scratch import Scratch
-from paradigms.source import base_weights
-from paradigms.strategies import (
+from paradigms.finetune.lr_groups import lr_table, param_groups, print_lr_table
+from paradigms.finetune.methods import (
     BN_MODES,
     STRATEGIES,
     FinetuneModule,
@@ -34,6 +28,12 @@ from paradigms.strategies import (
     matching,
     partial,
 )
+from paradigms.models.backbone import check_model_name, count_parameters, create_pretrained
+from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.groups import block_group_count
+from paradigms.models.recipe import SupervisedRecipe
+from paradigms.models.source import base_weights
+from paradigms.runner.errors import ConfigError
 
 COMPARISONS = ("scratch",)
 PROBE = "probe/"
@@ -46,7 +46,7 @@ class Finetune:
     last_groups, patterns; lp_ft: epochs, lr; gradual: every; lora: r, alpha, dropout,
     target_modules; partial and lora also take lr, their peak lr), lr_groups (head_lr_mult, layer_decay), bn_mode (frozen | eval | train),
     mixup (timm Mixup arguments; off while both alphas are 0), ema_decay (0: off),
-    optimizer, scheduler, label_smoothing, top_k (as scratch), baseline (a ``Scratch``
+    optimizer, scheduler, label_smoothing, top_k (as scratch), baseline (a ``SupervisedRecipe``
     recipe: the ``compare=scratch`` model and the source stage). Prints the learning rate
     of every block group at the start. Reports ``test/*`` of the fine-tuned model,
     ``source/test/*`` (the base model before fine-tuning, when its head fits),
@@ -62,7 +62,7 @@ class Finetune:
         self,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
-        baseline: Scratch,
+        baseline: SupervisedRecipe,
         strategy: str = "full",
         partial: dict[str, Any] | None = None,
         lp_ft: dict[str, Any] | None = None,

@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 
-from paradigms.errors import RunError
+from paradigms.runner.errors import RunError
 
 
 class EpochSeed(Callback):

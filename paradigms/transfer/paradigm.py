@@ -2,9 +2,9 @@
 layers replaced by a new head for the new label space, everything else frozen.
 
 Yosinski et al., "How transferable are features in deep neural networks?" (NeurIPS 2014).
-The base model comes from ``paradigms.source`` (the user's weights, the hub, or a cached
+The base model comes from ``paradigms.models.source`` (the user's weights, the hub, or a cached
 source stage). When nothing below the head trains and the data is not randomly augmented,
-the backbone's features are computed once (``paradigms.features``) and only the head trains
+the backbone's features are computed once (``paradigms.transfer.features``) and only the head trains
 on them: the same result, many times faster per epoch.
 """
 
@@ -15,20 +15,20 @@ from typing import Any
 import timm
 from torch import nn
 
-from paradigms.backbone import (
+from paradigms.contract import Context, Result, Row, check_compare
+from paradigms.models.backbone import (
     check_model_name,
     classifier_keys,
     create_pretrained,
 )
-from paradigms.classifier import ClassificationModule, reported_metrics
-from paradigms.contract import Context, Result, Row, check_compare
-from paradigms.errors import ConfigError
-from paradigms.features import FeatureData, cache_blockers
-from paradigms.freezing import freeze_except
-from paradigms.groups import block_group_count, top_groups
-from paradigms.heads import replace_head
-from paradigms.scratch import Scratch
-from paradigms.source import base_weights
+from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.freezing import freeze_except
+from paradigms.models.groups import block_group_count, top_groups
+from paradigms.models.heads import replace_head
+from paradigms.models.recipe import SupervisedRecipe
+from paradigms.models.source import base_weights
+from paradigms.runner.errors import ConfigError
+from paradigms.transfer.features import FeatureData, cache_blockers
 
 COMPARISONS = ("scratch",)
 GAIN = "gain/"
@@ -40,7 +40,7 @@ class Transfer:
     Config keys: head (hidden sizes, dropout, activation), replace_last_blocks (how many of
     timm's top block groups to re-initialise and train), cache_features (auto | true |
     false), optimizer, scheduler, label_smoothing, top_k (as scratch), baseline (a
-    ``Scratch`` recipe: the ``compare=scratch`` model and the source stage). Reports
+    ``SupervisedRecipe``: the ``compare=scratch`` model and the source stage). Reports
     ``test/*``, ``scratch/test/*`` and ``gain/test/acc`` (transfer minus scratch). Raises
     ConfigError for ``backbone.weights=none``, a missing weights file, more replaced blocks
     than the backbone has, ``cache_features=true`` where features cannot be cached, an MLP
@@ -53,7 +53,7 @@ class Transfer:
         self,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
-        baseline: Scratch,
+        baseline: SupervisedRecipe,
         head: dict[str, Any] | None = None,
         replace_last_blocks: int = 0,
         cache_features: bool | str = "auto",

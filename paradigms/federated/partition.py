@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 MAX_DRAWS = 1000
 PROFILES = ("linear", "exponential", "lognormal")

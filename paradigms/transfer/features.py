@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datamodules.loading import TensorBatches, tensor_loader
-from paradigms.errors import ConfigError
+from paradigms.runner.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 

@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 JOB_FILE = "job.json"
-SUMMARY = "summary.json"  # paradigms.summary.SUMMARY, named here to keep torch out of the report
+SUMMARY = (
+    "summary.json"  # paradigms.runner.summary.SUMMARY, named here to keep torch out of the report
+)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from paradigms.contract import Row
-from paradigms.training import CONFUSION
+from paradigms.runner.stages import CONFUSION
 
 METRICS = "metrics.csv"
 

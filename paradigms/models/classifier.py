@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from paradigms.optim import build_optimizer, build_schedule
+from paradigms.models.optim import build_optimizer, build_schedule
 
 UNLABELLED = -100  # a label that cross-entropy and the metrics skip (distillation's transfer set)
 SPLITS = ("train", "val", "test")

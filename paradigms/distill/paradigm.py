@@ -1,9 +1,9 @@
 """Knowledge distillation: a small student learns from a larger, frozen teacher's soft targets.
 
 The teacher is a backbone spec of its own (``paradigm.teacher``). With no weights given, it is
-trained first by the shared source stage (``paradigms.source``: cached, reused by the next
+trained first by the shared source stage (``paradigms.models.source``: cached, reused by the next
 run) on ``teacher_source.data`` overrides of the run's data. The student is the run's
-``backbone``. See ``paradigms.distill_module`` for the loss and the frozen teacher.
+``backbone``. See ``paradigms.distill.module`` for the loss and the frozen teacher.
 """
 
 from __future__ import annotations
@@ -17,16 +17,8 @@ import pytorch_lightning as pl
 from torch import nn
 
 from datamodules.loading import TensorBatches
-from paradigms.backbone import (
-    EXPORT_WEIGHTS,
-    count_parameters,
-    create_model,
-    create_pretrained,
-    load_weights,
-)
-from paradigms.classifier import ClassificationModule, reported_metrics
 from paradigms.contract import Context, Result, Row, check_compare
-from paradigms.distill_module import (
+from paradigms.distill.module import (
     DistillationModule,
     Teacher,
     TeacherInput,
@@ -35,9 +27,17 @@ from paradigms.distill_module import (
     ms_per_image,
     with_transfer_set,
 )
-from paradigms.errors import ConfigError
-from paradigms.scratch import Scratch
-from paradigms.source import base_weights
+from paradigms.models.backbone import (
+    EXPORT_WEIGHTS,
+    count_parameters,
+    create_model,
+    create_pretrained,
+    load_weights,
+)
+from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.recipe import SupervisedRecipe
+from paradigms.models.source import base_weights
+from paradigms.runner.errors import ConfigError
 
 COMPARISONS = ("scratch",)
 KEY = "paradigm.teacher"
@@ -74,7 +74,7 @@ class Distill:
     feature term off), cache_teacher (teacher outputs computed once on the un-augmented
     training data), transfer_data (overrides of `data` whose training images the student
     also distils on, unlabelled: Hinton's transfer set; null: none), optimizer, scheduler,
-    label_smoothing, top_k, baseline (a ``Scratch`` recipe: the compare=scratch student and
+    label_smoothing, top_k, baseline (a ``SupervisedRecipe``: the compare=scratch student and
     the teacher's stage).
     Reports the student's ``test/*``, ``teacher/test/*``, ``scratch/test/*``, agreement with
     the teacher, parameter counts and ms per image. Raises ConfigError for a bad temperature,
@@ -91,7 +91,7 @@ class Distill:
         teacher_source: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
-        baseline: Scratch,
+        baseline: SupervisedRecipe,
         temperature: float = 4.0,
         alpha: float = 0.5,
         feature_weight: float = 0.0,

@@ -30,11 +30,11 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
-from paradigms.backbone import classifier_keys
-from paradigms.classifier import ClassificationModule
-from paradigms.freezing import BATCH_NORMS, freeze_except, frozen_norms
-from paradigms.groups import top_groups
-from paradigms.lr_groups import depths
+from paradigms.finetune.lr_groups import depths
+from paradigms.models.backbone import classifier_keys
+from paradigms.models.classifier import ClassificationModule
+from paradigms.models.freezing import BATCH_NORMS, freeze_except, frozen_norms
+from paradigms.models.groups import top_groups
 
 STRATEGIES = ("full", "partial", "lp_ft", "gradual", "lora")
 BN_MODES = ("frozen", "eval", "train")

@@ -1,7 +1,7 @@
 """Per-layer learning rates as explicit optimizer groups: a head multiplier and layer-wise decay.
 
-The groups follow the coarse block groups of ``paradigms.groups`` (stem, one per stage, then
-the head). Each carries its own initial ``lr``; the schedule (``paradigms.optim``) multiplies
+The groups follow the coarse block groups of ``paradigms.models.groups`` (stem, one per stage, then
+the head). Each carries its own initial ``lr``; the schedule (``paradigms.models.optim``) multiplies
 every group's own lr, so the ratios hold under any schedule, unlike timm's ``lr_scale``, which
 only timm's schedulers read. Biases and norms get no weight decay, as timm does.
 """
@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from paradigms.backbone import classifier_keys
-from paradigms.groups import layer_groups
+from paradigms.models.backbone import classifier_keys
+from paradigms.models.groups import layer_groups
 
 
 def depths(model: nn.Module) -> dict[str, int]:

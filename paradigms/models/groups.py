@@ -11,7 +11,7 @@ from __future__ import annotations
 from timm.models._manipulate import group_with_matcher
 from torch import nn
 
-from paradigms.backbone import classifier_keys
+from paradigms.models.backbone import classifier_keys
 
 
 def layer_groups(model: nn.Module) -> list[list[str]]:

@@ -22,10 +22,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from paradigms.errors import ConfigError, reported
-from paradigms.run_dirs import register_resolvers
-from paradigms.sweep_report import JOB_FILE, write_report
-from paradigms.validation import compare_list, validate
+from paradigms.runner.errors import ConfigError, reported
+from paradigms.runner.run_dirs import register_resolvers
+from paradigms.runner.sweep_report import JOB_FILE, write_report
+from paradigms.runner.validation import compare_list, validate
 
 # A job in another process (joblib, submitit) resolves the run-dir interpolations there, and
 # Hydra imports this module there before the job starts.

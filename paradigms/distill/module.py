@@ -20,7 +20,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from datamodules.loading import TensorBatches
-from paradigms.classifier import UNLABELLED, ClassificationModule
+from paradigms.models.classifier import UNLABELLED, ClassificationModule
 
 # The frozen teacher is in eval mode on purpose; Lightning warns about every such module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")

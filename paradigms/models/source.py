@@ -17,11 +17,11 @@ from typing import Any
 
 from pytorch_lightning.utilities import rank_zero_only
 
-from paradigms.backbone import EXPORT_WEIGHTS, resolve_weights_file
 from paradigms.contract import Context
-from paradigms.errors import ConfigError
-from paradigms.scratch import Scratch
-from paradigms.training import barrier
+from paradigms.models.backbone import EXPORT_WEIGHTS, resolve_weights_file
+from paradigms.models.recipe import SupervisedRecipe
+from paradigms.runner.errors import ConfigError
+from paradigms.runner.stages import barrier
 
 
 def cache_key(definition: dict[str, Any]) -> str:
@@ -30,7 +30,7 @@ def cache_key(definition: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def base_weights(context: Context, purpose: str, recipe: Scratch) -> str:
+def base_weights(context: Context, purpose: str, recipe: SupervisedRecipe) -> str:
     """The weights a pretrained model of this run starts from: a path, or ``timm``."""
     weights = context.backbone.get("weights")
     if weights is not None:
@@ -53,7 +53,7 @@ def base_weights(context: Context, purpose: str, recipe: Scratch) -> str:
     return str(train_source(context, recipe))
 
 
-def train_source(context: Context, recipe: Scratch) -> Path:
+def train_source(context: Context, recipe: SupervisedRecipe) -> Path:
     """Trains (or finds in the cache) the backbone on the source task; returns its directory."""
     source = context.source
     backbone = {k: v for k, v in context.backbone.items() if k != "weights"}
