@@ -22,8 +22,8 @@ from rich.table import Table
 
 from datamodules.digits import DigitsDataModule
 from paradigms.models.classifier import ClassificationModule
-from paradigms.transfer import Transfer
 from paradigms.transfer.features import FeatureData
+from paradigms.transfer.paradigm import Transfer
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.05, "min_lr_ratio": 0.01}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, cli, run_dirs, summary
+from tests.helpers import FAST, ROOT, cli, run_dirs, summary
 
 PARADIGMS = sorted(p.stem for p in (ROOT / "conf" / "paradigm").glob("*.yaml"))
 # Paradigm-specific overrides that keep the smoke run to a few seconds.

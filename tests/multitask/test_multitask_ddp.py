@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, run_dirs, summary
 
 
 def test_pcgrad_under_ddp_cpu_with_bf16_and_clipping(out: Path) -> None:

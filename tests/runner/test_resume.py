@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, cli, run_dirs, summary
+from tests.helpers import FAST, ROOT, cli, run_dirs, summary
 
 RUN = [*FAST, "paradigm=scratch", "trainer.max_epochs=5"]
 

@@ -17,6 +17,7 @@ from paradigms.multitask.paradigm import delta_m
 from paradigms.multitask.tasks import Task, parse_tasks
 from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
 from paradigms.runner.errors import ConfigError
+from tests.helpers import ROOT
 
 NAN = float("nan")
 DIGIT = Task("digit", "multiclass", 3, "cross_entropy", ["acc"], "max")
@@ -201,7 +202,7 @@ def test_csv_tasks_reads_a_real_csv_and_image_folder(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(Path(__file__).parents[1].glob("conf/paradigm/weighting/*.yaml")), ids=str
+    "path", sorted((ROOT / "conf/paradigm/weighting").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_every_weighting_config_builds_a_method_that_states_its_cost(path: Path) -> None:
     from hydra.utils import instantiate

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import ROOT
 from paradigms.runner.run_dirs import register_resolvers
+from tests.helpers import ROOT
 
 CONF = ROOT / "conf"
 GROUPS = ["paradigm", "backbone", "data", "trainer", "logger", "callbacks"]

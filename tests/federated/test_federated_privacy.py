@@ -12,13 +12,13 @@ from opacus.accountants import RDPAccountant
 from safetensors.torch import load_file
 from torch import nn
 
-from conftest import cli, run_dirs, summary
 from paradigms.federated.client import FlatModel
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.server import Federation, Plan, Simulation
 from paradigms.federated.strategies import Strategy
 from paradigms.federated.streams import stream
+from tests.helpers import cli, run_dirs, summary
 
 SMALL = [
     "paradigm=federated",

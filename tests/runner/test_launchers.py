@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from test_sweeps import TINY, job_dirs, report, sweep_dirs
 
-from conftest import cli
+from tests.helpers import cli
+from tests.runner.test_sweeps import TINY, job_dirs, report, sweep_dirs
 
 
 def test_a_submitit_job_writes_its_run_directory(out: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 
-from conftest import ROOT, cli
+from tests.helpers import ROOT, cli
 
 # Hydra's -m goes last: argparse takes no overrides after it once some came before.
 # A real training of a few steps: enough to write checkpoints, metrics and a summary.

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_resume import _kill_after_checkpoint
 
-from conftest import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, run_dirs, summary
+from tests.runner.test_resume import _kill_after_checkpoint
 
 SCRATCH = [*FAST, "paradigm=scratch"]
 

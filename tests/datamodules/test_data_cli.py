@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from images_on_disk import csv_dataset, hf_dataset, image_folder, mnist_files
 
-from conftest import FAST, cli, run_dirs, summary
+from tests.datamodules.images_on_disk import csv_dataset, hf_dataset, image_folder, mnist_files
+from tests.helpers import FAST, cli, run_dirs, summary
 
 RUN = [*FAST, "trainer.max_epochs=1", "data.loader.num_workers=0"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from test_sweeps import TINY
 
-from conftest import ROOT, cli, run_dirs
 from paradigms.runner.run_dirs import register_resolvers, run_dir
+from tests.helpers import ROOT, cli, run_dirs
+from tests.runner.test_sweeps import TINY
 
 # What ${run_dir:...} in conf/config.yaml gives a fresh run, printed by a new process.
 NEW_RUN_DIR = (

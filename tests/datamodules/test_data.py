@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from images_on_disk import csv_dataset, digits, image_folder, write_image
 
 from datamodules.csv_images import CsvDataModule
 from datamodules.image_folder import ImageFolderDataModule
@@ -17,6 +16,7 @@ from datamodules.images import IGNORE, BadImageError
 from datamodules.loading import EpochBatchSampler, EpochSampler
 from datamodules.torchvision_sets import TorchvisionDataModule
 from paradigms.runner.errors import ConfigError
+from tests.datamodules.images_on_disk import csv_dataset, digits, image_folder, write_image
 
 COMMON: dict[str, Any] = {"backbone": "test_resnet", "image_size": 32, "batch_size": 8}
 COMMON["loader"] = {"num_workers": 0}
@@ -129,9 +129,8 @@ def test_torchvision_without_files_says_where_to_put_them(tmp_path: Path) -> Non
 
 def test_hf_missing_column_is_named(tmp_path: Path) -> None:
     pytest.importorskip("datasets")
-    from images_on_disk import hf_dataset
-
     from datamodules.hf import HFDataModule
+    from tests.datamodules.images_on_disk import hf_dataset
 
     root = hf_dataset(tmp_path / "hf")
     dm = HFDataModule(path=str(root), image_column="img", label_column="label", **COMMON)

@@ -10,7 +10,6 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from conftest import FAST, cli, run_dirs, summary
 from datamodules.digits import DigitsDataModule
 from paradigms.distill.module import (
     DistillationModule,
@@ -22,6 +21,7 @@ from paradigms.distill.module import (
 )
 from paradigms.models.backbone import create_model
 from paradigms.models.classifier import UNLABELLED
+from tests.helpers import FAST, cli, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}
 SCHEDULER = {"name": "constant", "warmup_fraction": 0.0}

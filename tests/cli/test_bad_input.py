@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, run_dirs, summary
 
 BAD = [
     ("paradigm.optimizer.lr=-1", "paradigm.optimizer.lr"),

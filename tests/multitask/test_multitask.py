@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from conftest import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, run_dirs, summary
 
 RUN = [*FAST, "paradigm=multitask", "trainer.max_epochs=1"]
 

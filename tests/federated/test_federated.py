@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from conftest import ROOT, cli, run_dirs, summary
+from tests.helpers import ROOT, cli, run_dirs, summary
 
 # SCAFFOLD, FedBN, dropouts and stragglers: every piece of state a round carries forward.
 RUN = [

@@ -13,12 +13,12 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import FAST, cli, run_dirs, summary
 from datamodules.digits import DigitsDataModule
 from paradigms.models.classifier import ClassificationModule
 from paradigms.runner.errors import ConfigError
-from paradigms.transfer import Transfer
 from paradigms.transfer.features import FeatureData
+from paradigms.transfer.paradigm import Transfer
+from tests.helpers import FAST, cli, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}

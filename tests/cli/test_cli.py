@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli
+from tests.helpers import ROOT, cli
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -38,7 +38,7 @@ def test_help_lists_the_groups_and_their_options() -> None:
 def test_cfg_job_prints_the_composed_config() -> None:
     process = _run("--cfg", "job", "paradigm=scratch", "trainer.max_epochs=7")
     assert process.returncode == 0
-    assert "_target_: paradigms.scratch.Scratch" in process.stdout
+    assert "_target_: paradigms.scratch.paradigm.Scratch" in process.stdout
     assert "max_epochs: 7" in process.stdout
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import FAST, cli
+from tests.helpers import FAST, cli
 
 
 def test_a_seed_sweep_makes_one_sweep_dir_with_a_run_per_seed(out: Path) -> None:

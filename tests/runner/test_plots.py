@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FAST, cli, run_dirs, summary
-from paradigms.runner import plots
 from paradigms.contract import Row
+from paradigms.runner import plots
+from tests.helpers import FAST, cli, run_dirs, summary
 
 
 def assert_picture(path: Path | None) -> None:

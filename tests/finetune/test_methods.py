@@ -13,13 +13,13 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from safetensors.torch import load_file, save_file
 
-from conftest import FAST, cli, run_dirs
 from datamodules.digits import DigitsDataModule
-from paradigms.finetune import Finetune
 from paradigms.finetune.lr_groups import lr_table
+from paradigms.finetune.paradigm import Finetune
 from paradigms.models.backbone import create_pretrained
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.stages import Stages
+from tests.helpers import FAST, cli, run_dirs
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}

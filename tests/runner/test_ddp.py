@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, run_dirs, summary
 
 
 def test_ddp_cpu_makes_one_run_dir_and_matches_one_process(tmp_path: Path) -> None:
