@@ -7,15 +7,18 @@ after validation, so ``--help``, ``--cfg job`` and a bad value answer at once.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from paradigms.runner.errors import reported
+from paradigms.runner.choices import check_choices
+from paradigms.runner.errors import ConfigError, reported
+from paradigms.runner.preflight import preflight
 from paradigms.runner.run_dirs import (
     is_new_run,
     register_resolvers,
@@ -23,7 +26,6 @@ from paradigms.runner.run_dirs import (
     resumes_saved_run,
 )
 from paradigms.runner.sweep import multirun_strategy
-from paradigms.runner.validation import compare_list, validate
 
 register_resolvers()
 
@@ -39,20 +41,18 @@ def main(cfg: DictConfig) -> float:
             cfg = resumed_config(
                 cfg, list(hydra_cfg.overrides.task), set(hydra_cfg.runtime.choices)
             )
-        validate(cfg)
+        checked = preflight(cfg)  # validates before torch loads; one line per problem
 
         import pytorch_lightning as pl
-        from hydra.utils import instantiate
 
-        from paradigms.contract import Context, check_optimized_metric
+        from paradigms.contract import Context
         from paradigms.runner.plots import describe, plot_run
         from paradigms.runner.stages import Stages
         from paradigms.runner.summary import SUMMARY, print_summary, write_summary
         from paradigms.runner.tracking import log_summary
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        paradigm = instantiate(plain["paradigm"], _convert_="all")
+        plain, paradigm = checked.config, checked.paradigm
         context = Context(
             run_dir=run_dir,
             seed=cfg.seed,
@@ -69,10 +69,9 @@ def main(cfg: DictConfig) -> float:
                 hparams=plain,
                 nonfinite=cfg.nonfinite,
             ),
-            compare=compare_list(plain["compare"], paradigm.default_compare),
+            compare=checked.compare,
             cache_dir=Path(cfg.paths.cache_dir),
         )
-        check_optimized_metric(cfg.optimized_metric, paradigm.reports(context.compare))
         started = time.perf_counter()
         result = paradigm.run(context)
         paradigm_name = hydra_cfg.runtime.choices.paradigm
@@ -100,4 +99,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    try:
+        check_choices(sys.argv[1:], Path(__file__).parent / "conf")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -30,6 +30,8 @@ class CsvTasksDataModule(pl.LightningDataModule):
     test_fraction, split_seed, batch_size, eval_batch_size, image_size, in_chans, mean, std.
     """
 
+    in_memory = True  # every split is held as tensors (paradigms.contract.Needs)
+
     def __init__(
         self,
         root: str,

@@ -29,6 +29,8 @@ class DigitsDataModule(pl.LightningDataModule):
     mean, std, translate (per-batch random translation on the device, training only).
     """
 
+    in_memory = True  # every split is held as tensors (paradigms.contract.Needs)
+
     def __init__(
         self,
         image_size: int = 32,

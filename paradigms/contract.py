@@ -1,20 +1,23 @@
 """The small contract every paradigm honours, so cli.py never branches on a paradigm's name.
 
-A paradigm is built from its config group (``conf/paradigm/<name>.yaml``) and then asked to
-``run(context)``; it returns a ``Result`` whose metrics land in ``summary.json`` and whose
-rows form the summary table.
+A paradigm is built from its config group (``conf/paradigm/<name>.yaml``), says what it
+``needs`` of the run (the runner refuses a mismatch before any work) and which metrics it
+``reports``, and is then asked to ``run(context)``; it returns a ``Result`` whose metrics land
+in ``summary.json`` and whose rows form the summary table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.stages import Stages
+from paradigms.runner.validation import Check
 
 
 @dataclass
@@ -55,12 +58,58 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+class Because(NamedTuple):
+    """The setting that makes a need (``data`` when the paradigm always has it), named in
+    the error with how to do without it."""
+
+    key: str
+    why: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a paradigm needs of the run: every split in memory as tensors (``tensors``: why,
+    or None for any datamodule; a datamodule holds tensors when its class sets ``in_memory =
+    True``), the trainer settings it cannot run under (``trainer``: key -> Check) and the
+    loggers it can feed (``loggers``: class names, or None for any)."""
+
+    tensors: Because | None = None
+    trainer: dict[str, Check] = field(default_factory=dict)
+    loggers: tuple[str, ...] | None = None
+
+
 class Paradigm(Protocol):
+    default_compare: tuple[str, ...]  # the baselines ``compare=auto`` trains beside the model
+    needs: Needs
+
     def reports(self, compare: list[str]) -> list[str]:
         """The metric keys ``run`` will report; raises ConfigError for an unknown comparison."""
 
     def run(self, context: Context) -> Result:
         """Trains and evaluates; raises ConfigError before training for what cannot work."""
+
+
+def check_needs(needs: Needs, config: dict[str, Any]) -> None:
+    """Stops before any work when the run's data, trainer or loggers are not what the
+    paradigm needs (``config``: the run's resolved config)."""
+    data = config["data"]
+    if needs.tensors and not getattr(get_class(data["_target_"]), "in_memory", False):
+        key, why, fix = needs.tensors
+        source = data["_target_"].rsplit(".", 1)[-1]
+        value = source if key == "data" else OmegaConf.select(OmegaConf.create(config), key)
+        raise ConfigError(key, value, f"{why}; {source} reads its samples from files", fix)
+    for key, check in needs.trainer.items():
+        check(f"trainer.{key}", config["trainer"].get(key))
+    for name, spec in (config.get("logger") or {}).items():
+        kind = spec["_target_"].rsplit(".", 1)[-1] if spec else None
+        if kind and needs.loggers is not None and kind not in needs.loggers:
+            raise ConfigError(
+                f"logger.{name}",
+                kind,
+                f"this paradigm writes its metrics to {', '.join(needs.loggers)} only",
+                "logger=csv",
+            )
 
 
 def check_optimized_metric(name: str, reported: list[str]) -> None:

@@ -6,9 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from paradigms.runner.run_dirs import register_resolvers
+
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
 
 # A real timm model that learns digits in a few seconds on a CPU, without progress bars.
 FAST = [
@@ -48,3 +56,54 @@ def run_dirs(output_root: Path, paradigm: str) -> list[Path]:
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def composed(overrides: list[str]) -> DictConfig:
+    """The config ``python cli.py <overrides>`` composes, Hydra's node included (so that
+    ``${hydra:...}`` interpolations resolve). Composed once per test session: do not change it."""
+    cfg = _compose(tuple(overrides))
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@cache
+def _compose(overrides: tuple[str, ...]) -> DictConfig:
+    register_resolvers()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def _owners() -> dict[str, list[str]]:
+    """Groups that an option's defaults list brings in (``paradigm/strategy`` by
+    ``paradigm=federated``), with the override that selects that option."""
+    owners: dict[str, list[str]] = {}
+    for path in sorted(CONF.glob("*/*.yaml")):
+        for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults") or []:
+            for name in entry if isinstance(entry, dict) else []:
+                if not name.startswith(("/", "override ", "optional ")) and "@" not in name:
+                    owners.setdefault(
+                        f"{path.parent.name}/{name}", [f"{path.parent.name}={path.stem}"]
+                    )
+    return owners
+
+
+def every_option() -> list[list[str]]:
+    """Overrides selecting each option of each config group, found by walking conf/: a
+    top-level group by itself, a nested one with the option that brings it in, a scenario
+    (``scenario/<data>/<paradigm>``, chosen by config.yaml) through its data and paradigm,
+    Hydra's own (``hydra/*``) as they are, any other group added with ``+``."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))["defaults"]
+    top = {next(iter(e)).removeprefix("optional ") for e in defaults if isinstance(e, dict)}
+    owners = _owners()
+    selections = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        group = path.parent.relative_to(CONF).as_posix()
+        if group == ".":
+            continue
+        if group.startswith("scenario/"):
+            selections.append([f"data={path.parent.name}", f"paradigm={path.stem}"])
+        elif group in top or group in owners or group.startswith("hydra/"):
+            selections.append([*owners.get(group, []), f"{group}={path.stem}"])
+        else:
+            selections.append([f"+{group}={path.stem}"])
+    return selections

@@ -16,8 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from datamodules.loading import TensorBatches
-from paradigms.contract import Context, Result, Row, check_compare
+from paradigms.contract import Because, Context, Needs, Result, Row, check_compare
 from paradigms.distill.module import (
     DistillationModule,
     Teacher,
@@ -56,14 +55,6 @@ def teacher_errors() -> Iterator[None]:
         raise ConfigError(rename(error.key), error.value, error.why, rename(error.fix)) from error
 
 
-def in_memory(datamodule: Any, key: str, off: str) -> TensorBatches:
-    """The datamodule's training split as tensors, which caching and a transfer set extend."""
-    train = getattr(datamodule, "splits", {}).get("train")
-    if not isinstance(train, TensorBatches):
-        raise ConfigError(key, "set", "this data is not held in memory as tensors", f"{key}={off}")
-    return train
-
-
 class Distill:
     """Trains the run's backbone (the student) with Hinton KD from a frozen teacher.
 
@@ -77,13 +68,12 @@ class Distill:
     label_smoothing, top_k, baseline (a ``SupervisedRecipe``: the compare=scratch student and
     the teacher's stage).
     Reports the student's ``test/*``, ``teacher/test/*``, ``scratch/test/*``, agreement with
-    the teacher, parameter counts and ms per image. Raises ConfigError for a bad temperature,
-    alpha or feature_weight, a teacher without trained weights, a teacher whose head does not
-    fit the classes, different input channels, or caching / a transfer set on data not held
-    as tensors.
+    the teacher, parameter counts and ms per image. Caching and a transfer set need the data
+    in memory as tensors. Raises ConfigError for a teacher without trained weights, a teacher
+    whose head does not fit the classes, or different input channels.
     """
 
-    default_compare: tuple[str, ...] = ("scratch",)
+    default_compare: tuple[str, ...] = COMPARISONS
 
     def __init__(
         self,
@@ -113,6 +103,18 @@ class Distill:
         self.label_smoothing = label_smoothing
         self.top_k = top_k
 
+    @property
+    def needs(self) -> Needs:
+        """Caching the teacher's outputs and a transfer set both extend the training split
+        held in memory as tensors."""
+        if self.cache_teacher:
+            why = "caching the teacher's outputs extends the training split held as tensors"
+            return Needs(Because("paradigm.cache_teacher", why, "paradigm.cache_teacher=false"))
+        if self.transfer_data is not None:
+            why = "a transfer set extends the training split held as tensors"
+            return Needs(Because("paradigm.transfer_data", why, "paradigm.transfer_data=null"))
+        return Needs()
+
     def reports(self, compare: list[str]) -> list[str]:
         check_compare("distill", compare, COMPARISONS)
         stages = ["", "teacher/", *(f"{c}/" for c in compare)]
@@ -122,7 +124,6 @@ class Distill:
         ]
 
     def run(self, context: Context) -> Result:
-        self.check_values()
         datamodule = context.datamodule()
         datamodule.setup("fit")
         classes = datamodule.num_classes
@@ -176,19 +177,6 @@ class Distill:
         ]
         return Result(metrics, rows, notes)
 
-    def check_values(self) -> None:
-        """Stops on a loss setting that cannot work (hydra's instantiate would wrap an error
-        raised in __init__, so this runs first in ``run``)."""
-        temperature, alpha, feature_weight = self.temperature, self.alpha, self.feature_weight
-        checks = [
-            ("temperature", temperature, temperature > 0, "must be > 0", "4.0"),
-            ("alpha", alpha, 0 <= alpha <= 1, "must be in [0, 1]", "0.5"),
-            ("feature_weight", feature_weight, feature_weight >= 0, "must be >= 0", "0.0"),
-        ]
-        for key, value, ok, why, fix in checks:
-            if not ok:
-                raise ConfigError(f"paradigm.{key}", value, why, f"paradigm.{key}={fix}")
-
     def build_teacher(self, context: Context, num_classes: int) -> tuple[Teacher, int]:
         """The frozen teacher behind its input bridge, trained first when it has no weights."""
         spec = self.teacher
@@ -228,14 +216,12 @@ class Distill:
         if self.transfer_data is not None:
             transfer = context.datamodule(self.transfer_data)
             transfer.setup("fit")
-            train = in_memory(datamodule, "paradigm.transfer_data", "null")
             datamodule.splits["train"] = with_transfer_set(
-                train, in_memory(transfer, "paradigm.transfer_data", "null")
+                datamodule.splits["train"], transfer.splits["train"]
             )
         if self.cache_teacher:
-            train = in_memory(datamodule, "paradigm.cache_teacher", "false")
             datamodule.splits["train"] = cache_teacher_outputs(
-                module, train, datamodule.eval_batch_size
+                module, datamodule.splits["train"], datamodule.eval_batch_size
             )
 
     def teacher_context(self, context: Context, mean: Any, std: Any, size: int) -> Context:

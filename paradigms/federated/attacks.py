@@ -13,20 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from paradigms.runner.errors import ConfigError
-
 
 class Attack:
     """No attack: hooks that return what they are given."""
 
     def __init__(self, fraction: float = 0.0) -> None:
         self.fraction = fraction
-
-    def check(self) -> None:
-        if not 0 <= self.fraction < 1:
-            raise ConfigError(
-                "paradigm.attack.fraction", self.fraction, "must be in [0, 1)", "fraction=0.2"
-            )
 
     def choose(self, num_clients: int, generator: torch.Generator) -> list[int]:
         """The malicious clients, drawn once for the run."""

@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from rich.console import Console
 
-from paradigms.contract import Context, Result, Row
+from paradigms.contract import Because, Context, Needs, Result, Row
 from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel
 from paradigms.federated.partition import Partitioner
@@ -35,8 +35,8 @@ from paradigms.federated.report import (
 from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.server import (
     Federation,
-    Plan,
     Simulation,
+    SimulationSettings,
     load_checkpoint,
     save_checkpoint,
 )
@@ -45,13 +45,26 @@ from paradigms.models.backbone import count_parameters, create_model, export_mod
 from paradigms.models.classifier import reported_metrics
 from paradigms.models.optim import build_optimizer
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.validation import Check
 
 PARTITION_SEED = 7_919  # offsets the partition's stream from the rounds' streams
 
-
-def _check(key: str, value: Any, ok: bool, why: str, fix: str) -> None:
-    if not ok:
-        raise ConfigError(f"paradigm.{key}", value, why, fix)
+# The rounds run in this process (or in ``processes`` of their own), on the CPU, in fp32.
+OWN_LOOP = {
+    "accelerator": Check(
+        lambda v: v in ("cpu", "auto"), "federated trains its clients on the CPU", "trainer=cpu"
+    ),
+    "devices": Check(
+        lambda v: v in (1, "1", "auto"),
+        "federated runs its rounds itself, not in the Trainer's processes",
+        "trainer.devices=1 (spread the clients over processes with paradigm.processes=N)",
+    ),
+    "precision": Check(
+        lambda v: str(v) in ("32", "32-true"),
+        "federated trains in fp32",
+        "trainer.precision=32-true",
+    ),
+}
 
 
 class Federated:
@@ -59,19 +72,29 @@ class Federated:
 
     Config keys: rounds, num_clients, fraction (of clients sampled a round), local_epochs or
     local_steps, batch_size, optimizer (the clients'), strategy (group ``paradigm/strategy``),
-    partition (group ``paradigm/partition``), norm (``average`` | ``local``: FedBN), dropout,
-    straggler, local_holdout (federated evaluation), processes, progress, top_k, attack
+    partition (group ``paradigm/partition``), norm (``average`` | ``local``: FedBN),
+    client_dropout (clients that do not return a round), straggler, local_holdout (federated evaluation), processes, progress, top_k, attack
     (group ``paradigm/attack``: malicious clients), privacy (group ``paradigm/privacy``:
     DP-FedAvg, off by default), secure_aggregation, secure_bits.
     Reports ``test/*`` of the final global model (and ``privacy/epsilon`` under DP); writes
     metrics.csv (a row per round), accuracy.png, label_distribution.png,
     checkpoints/last_round.pt and model.safetensors; the summary names the malicious clients.
-    Raises ConfigError for values out of range, a partition that cannot be made, a strategy
-    that cannot work with the clients sampled a round (or from sums alone, under DP or secure
-    aggregation), or a comparison (none is offered).
+    Needs the training split in memory as tensors, the Trainer's single CPU process in fp32
+    and the CSV logger (its rounds go to metrics.csv). Raises ConfigError for a partition
+    that cannot be made, a strategy that cannot work with the clients sampled a round (or
+    from sums alone, under DP or secure aggregation), or a comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
+    needs = Needs(
+        tensors=Because(
+            "data",
+            "federated splits the training set over clients as tensors in memory",
+            "use data=digits (or another datamodule that holds its data in memory)",
+        ),
+        trainer=OWN_LOOP,
+        loggers=("ResumableCSVLogger", "CSVLogger"),
+    )
 
     def __init__(
         self,
@@ -85,7 +108,7 @@ class Federated:
         local_steps: int | None = None,
         batch_size: int = 32,
         norm: str = "average",
-        dropout: float = 0.0,
+        client_dropout: float = 0.0,
         straggler: float = 0.0,
         local_holdout: float = 0.0,
         processes: int = 1,
@@ -102,13 +125,13 @@ class Federated:
         self.secure_bits = secure_bits
         self.num_clients, self.local_holdout = num_clients, local_holdout
         self.processes, self.progress = processes, progress
-        self.plan = Plan(
+        self.settings = SimulationSettings(
             rounds,
             fraction,
             local_epochs,
             local_steps,
             batch_size,
-            dropout,
+            client_dropout,
             straggler,
             norm,
             eval_batch_size=512,
@@ -118,60 +141,35 @@ class Federated:
     def reports(self, compare: list[str]) -> list[str]:
         if compare:
             raise ConfigError("compare", compare[0], "federated offers no baseline", "compare=none")
-        return reported_metrics(self.plan.top_k, [""]) + (
+        return reported_metrics(self.settings.top_k, [""]) + (
             ["privacy/epsilon"] if self.privacy else []
         )
 
     def check(self) -> None:
-        """Stops on values the simulation cannot work with, before anything is built."""
-        p = self.plan
-        _check("rounds", p.rounds, p.rounds >= 1, "must be >= 1", "paradigm.rounds=30")
-        _check("num_clients", self.num_clients, self.num_clients >= 1, "must be >= 1", "20")
-        _check("fraction", p.fraction, 0 < p.fraction <= 1, "must be in (0, 1]", "0.5")
-        _check("local_epochs", p.local_epochs, p.local_epochs >= 1, "must be >= 1", "1")
-        _check(
-            "local_steps",
-            p.local_steps,
-            p.local_steps is None or p.local_steps >= 1,
-            "must be null or >= 1",
-            "null",
-        )
-        _check("batch_size", p.batch_size, p.batch_size >= 1, "must be >= 1", "32")
-        _check("dropout", p.dropout, 0 <= p.dropout < 1, "must be in [0, 1)", "0.1")
-        _check("straggler", p.straggler, 0 <= p.straggler <= 1, "must be in [0, 1]", "0.2")
-        _check("norm", p.norm, p.norm in ("average", "local"), "unknown", "average or local")
-        _check(
-            "local_holdout",
-            self.local_holdout,
-            0 <= self.local_holdout < 1,
-            "must be in [0, 1)",
-            "0.2",
-        )
-        _check("processes", self.processes, self.processes >= 1, "must be >= 1", "1")
-        self.strategy.check(max(1, round(p.fraction * self.num_clients)))
-        self.attack.check()
-        if self.privacy:
-            self.privacy.check()
-        self.check_sums_only()
-
-    def check_sums_only(self) -> None:
-        """Under DP or secure aggregation the server gets only the sum of the updates."""
+        """Stops on what the components cannot do together, before anything is built (each
+        value's range is its schema's, checked before torch loads)."""
+        s = self.settings
+        self.strategy.check(max(1, round(s.fraction * self.num_clients)))
         if not (self.privacy or self.secure):
             return
         what = "client-level DP" if self.privacy else "secure aggregation"
         strategy = type(self.strategy).__name__
-        _check(
-            "strategy",
-            strategy,
-            self.strategy.sum_based and not self.strategy.uses_variates,
-            f"{what} gives the server only the sum of the client updates; {strategy} needs "
-            "each one" + (" (and per-client control variates)" if strategy == "Scaffold" else ""),
-            "paradigm/strategy=fedavg (or fedprox, fedavgm, fedadam, fedyogi, fedadagrad)",
-        )
-        _check("norm", self.plan.norm, self.plan.norm == "average",
-               f"{what} cannot keep per-client BatchNorm states on the server", "average")  # fmt: skip
-        _check("secure_bits", self.secure_bits, 8 <= self.secure_bits <= 40,
-               "fixed-point bits must be in [8, 40] (int64 sums)", "24")  # fmt: skip
+        if not self.strategy.sum_based or self.strategy.uses_variates:
+            variates = " (and per-client control variates)" if self.strategy.uses_variates else ""
+            raise ConfigError(
+                "paradigm.strategy",
+                strategy,
+                f"{what} gives the server only the sum of the client updates; {strategy} "
+                f"needs each one{variates}",
+                "paradigm/strategy=fedavg (or fedprox, fedavgm, fedadam, fedyogi, fedadagrad)",
+            )
+        if s.norm != "average":
+            raise ConfigError(
+                "paradigm.norm",
+                s.norm,
+                f"{what} cannot keep per-client BatchNorm states on the server",
+                "paradigm.norm=average",
+            )
 
     def run(self, context: Context) -> Result:
         self.check()
@@ -235,7 +233,7 @@ class Federated:
             optimizer,
             self.strategy,
             federation,
-            self.plan,
+            self.settings,
             context.seed,
             rank,
             world,
@@ -254,7 +252,7 @@ class Federated:
             display.update(metrics)
 
         with RoundDisplay(
-            self.plan.rounds,
+            self.settings.rounds,
             state["round"],
             console or Console(quiet=True),
             self.progress and rank == 0,
@@ -273,7 +271,7 @@ class Federated:
         up = sum(float(r["bytes/up"]) for r in log.rows)
         rejected = sum(int(r["clients/rejected"]) for r in log.rows)
         notes = [
-            f"{self.plan.rounds} rounds, {self.num_clients} clients, {world} process(es); "
+            f"{self.settings.rounds} rounds, {self.num_clients} clients, {world} process(es); "
             f"traffic {down / 2**20:.1f} MiB down, {up / 2**20:.1f} MiB up; "
             f"{rejected} non-finite client update(s) rejected"
         ]
@@ -284,7 +282,7 @@ class Federated:
             notes.append(
                 f"client-level DP: epsilon {metrics['privacy/epsilon']:.3f} at delta "
                 f"{self.privacy.delta:g} (noise multiplier {self.privacy.noise_multiplier}, "
-                f"sampling rate {sim.per_round / self.num_clients:g}, {self.plan.rounds} rounds)"
+                f"sampling rate {sim.per_round / self.num_clients:g}, {self.settings.rounds} rounds)"
             )
         if self.secure:
             notes.append("secure aggregation: the server handled masked updates only")

@@ -20,7 +20,6 @@ import torch
 from paradigms.runner.errors import ConfigError
 
 MAX_DRAWS = 1000
-PROFILES = ("linear", "exponential", "lognormal")
 
 
 class Partitioner:
@@ -69,8 +68,6 @@ class Dirichlet(Partitioner):
         self.min_size = min_size
 
     def assign(self, labels, num_clients, generator):
-        if not self.alpha > 0:
-            raise ConfigError("paradigm.partition.alpha", self.alpha, "must be > 0", "alpha=0.5")
         if self.min_size * num_clients > len(labels):
             raise ConfigError(
                 "paradigm.partition.min_size",
@@ -141,10 +138,6 @@ class QuantitySkew(Partitioner):
         return torch.exp(self.sigma * normal)
 
     def assign(self, labels, num_clients, generator):
-        if self.profile not in PROFILES:
-            raise ConfigError(
-                "paradigm.partition.profile", self.profile, "unknown profile", " | ".join(PROFILES)
-            )
         weights = self.weights(num_clients, generator)
         sizes = (weights / weights.sum() * len(labels)).floor().long().clamp(min=1)
         sizes[sizes.argmax()] += len(labels) - sizes.sum()

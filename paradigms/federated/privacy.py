@@ -19,8 +19,6 @@ import math
 import torch
 from opacus.accountants import RDPAccountant
 
-from paradigms.runner.errors import ConfigError
-
 State = dict[str, torch.Tensor]
 
 
@@ -40,27 +38,6 @@ class ClientDP:
         self.clip, self.noise_multiplier, self.delta = clip, noise_multiplier, delta
         self.adaptive, self.target_quantile = adaptive, target_quantile
         self.clip_lr, self.count_stddev = clip_lr, count_stddev
-
-    def check(self) -> None:
-        def fail(key: str, value: object, why: str, fix: str) -> None:
-            raise ConfigError(f"paradigm.privacy.{key}", value, why, fix)
-
-        if not self.clip > 0:
-            fail("clip", self.clip, "must be > 0", "clip=1.0")
-        if not self.noise_multiplier >= 0:
-            fail("noise_multiplier", self.noise_multiplier, "must be >= 0", "noise_multiplier=1.0")
-        if not 0 < self.delta < 1:
-            fail("delta", self.delta, "must be in (0, 1)", "delta=1e-5")
-        if self.adaptive and not 0 < self.target_quantile < 1:
-            fail("target_quantile", self.target_quantile, "must be in (0, 1)", "0.5")
-        if self.adaptive and self.noise_multiplier >= 2 * self.count_stddev:
-            fail(
-                "count_stddev",
-                self.count_stddev,
-                f"must exceed noise_multiplier / 2 = {self.noise_multiplier / 2} "
-                "(the clipped count's noise takes part of the budget)",
-                "raise count_stddev or lower noise_multiplier",
-            )
 
     def init_state(self) -> State:
         return {"clip": torch.tensor(float(self.clip))}

@@ -39,7 +39,7 @@ from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.strategies import Strategy, Updates
 from paradigms.federated.streams import (
     ATTACK,
-    DROPOUT,
+    CLIENT_DROPOUT,
     MASK,
     NOISE,
     SAMPLE,
@@ -54,15 +54,15 @@ VARIANCE_FLOOR = 1e-5  # DP noise may push a BatchNorm running variance below ze
 
 
 @dataclass
-class Plan:
-    """The round's settings, as configured."""
+class SimulationSettings:
+    """The simulation's settings, as configured: rounds, sampling, local work, failures."""
 
     rounds: int
     fraction: float
     local_epochs: int
     local_steps: int | None
     batch_size: int
-    dropout: float
+    client_dropout: float  # probability that a sampled client does not return
     straggler: float
     norm: str  # "average" or "local" (FedBN)
     eval_batch_size: int
@@ -87,7 +87,7 @@ class Simulation:
         optimizer: torch.optim.Optimizer,
         strategy: Strategy,
         federation: Federation,
-        plan: Plan,
+        settings: SimulationSettings,
         seed: int,
         rank: int = 0,
         world: int = 1,
@@ -96,11 +96,11 @@ class Simulation:
         secure: SecureAggregation | None = None,
     ) -> None:
         self.flat, self.optimizer, self.strategy = flat, optimizer, strategy
-        self.federation, self.plan, self.seed = federation, plan, seed
+        self.federation, self.settings, self.seed = federation, settings, seed
         self.rank, self.world = rank, world
         self.attack, self.privacy, self.secure = attack or Attack(), privacy, secure
         self.num_clients = len(federation.clients)
-        self.per_round = max(1, round(plan.fraction * self.num_clients))
+        self.per_round = max(1, round(settings.fraction * self.num_clients))
         self.malicious = self.attack.choose(self.num_clients, stream(seed, -1, -1, ATTACK))
         # Only the sum of the clients' rows reaches the strategy (sum-based strategies only).
         self.summed = privacy is not None or secure is not None
@@ -133,17 +133,17 @@ class Simulation:
 
     def _steps(self, client: int, round_: int) -> int:
         n = len(self.federation.clients[client][1])
-        full = self.plan.local_steps or self.plan.local_epochs * batches_per_epoch(
-            n, self.plan.batch_size
+        full = self.settings.local_steps or self.settings.local_epochs * batches_per_epoch(
+            n, self.settings.batch_size
         )
         g = stream(self.seed, round_, client, STRAGGLER)
-        if torch.rand((), generator=g) < self.plan.straggler:
+        if torch.rand((), generator=g) < self.settings.straggler:
             return int(torch.randint(1, full + 1, (), generator=g))
         return full
 
     def _load(self, state: dict[str, Any], client: int) -> None:
         self.flat.load(state["params"], state["buffers"])
-        if self.plan.norm == "local" and state["has_local_norm"][client]:
+        if self.settings.norm == "local" and state["has_local_norm"][client]:
             stored = state["local_norm"][client]
             self.flat.params[self.flat.norm_mask] = stored[: -self.B or None]
             self.flat.buffers.copy_(stored[len(stored) - self.B :])
@@ -153,14 +153,15 @@ class Simulation:
     ) -> torch.Tensor:
         """The client's row: delta, buffers, [variate change], loss, samples, within, flag."""
         row = torch.zeros(self.width)
-        if torch.rand((), generator=stream(self.seed, round_, client, DROPOUT)) < self.plan.dropout:
+        dropout = stream(self.seed, round_, client, CLIENT_DROPOUT)
+        if torch.rand((), generator=dropout) < self.settings.client_dropout:
             return row
         x, y = self.federation.clients[client]
         if client in self.malicious:
             y = self.attack.data(y, self.flat.model.num_classes)
         steps = self._steps(client, round_)
         work = LocalWork(
-            x, y, steps, self.plan.batch_size, stream(self.seed, round_, client, TRAIN)
+            x, y, steps, self.settings.batch_size, stream(self.seed, round_, client, TRAIN)
         )
         variate = None
         if self.strategy.uses_variates:
@@ -289,7 +290,7 @@ class Simulation:
         index = torch.tensor(clients)
         if variate_deltas is not None:
             state["variates"] = state["variates"].index_add(0, index, variate_deltas)
-        if self.plan.norm == "local":
+        if self.settings.norm == "local":
             local_params = (old + rows[:, :P])[:, self.flat.norm_mask]
             state["local_norm"] = state["local_norm"].index_copy(
                 0, index, torch.cat([local_params, rows[:, P : P + B]], 1)
@@ -300,7 +301,7 @@ class Simulation:
     def evaluate(self, state: dict[str, Any]) -> dict[str, float]:
         """The global model on the central test set (and each client's holdout, if any)."""
         self.flat.load(state["params"], state["buffers"])
-        args = (self.plan.eval_batch_size, self.plan.top_k)
+        args = (self.settings.eval_batch_size, self.settings.top_k)
         metrics = {
             f"test/{k}": v
             for k, v in evaluate(self.flat.model, *self.federation.test, *args).items()
@@ -314,9 +315,9 @@ class Simulation:
         return metrics
 
     def run(self, state: dict[str, Any], on_round: Any) -> dict[str, Any]:
-        """Rounds from ``state['round']`` to the plan's; ``on_round(state, metrics)`` after each
+        """Rounds from ``state['round']`` to the settings'; ``on_round(state, metrics)`` after each
         (rank 0 only): it records the metrics, then the checkpoint."""
-        for round_ in range(state["round"], self.plan.rounds):
+        for round_ in range(state["round"], self.settings.rounds):
             started = time.perf_counter()
             state, metrics = self.step(state, round_)
             if self.rank == 0:

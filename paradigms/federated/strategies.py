@@ -185,12 +185,6 @@ class TrimmedMean(Strategy):
         super().__init__(server_lr)
         self.beta = beta
 
-    def check(self, clients_per_round):
-        if not 0 <= self.beta < 0.5:
-            raise ConfigError(
-                "paradigm.strategy.beta", self.beta, "must be in [0, 0.5)", "beta=0.1"
-            )
-
     def combine(self, deltas, weights):
         cut = int(self.beta * len(deltas))
         return deltas.sort(dim=0).values[cut : len(deltas) - cut].mean(0)

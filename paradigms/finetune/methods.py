@@ -1,15 +1,17 @@
-"""Fine-tuning strategies: which parameters learn, and when.
+"""Fine-tuning methods: which parameters learn, and when. One class each, chosen by the
+``paradigm/method`` config group (``conf/paradigm/method/<name>.yaml``); their settings are
+checked by the schema of the same name in ``paradigms/finetune/schema.py``.
 
-- ``full``: everything learns. ``partial``: the top N block groups and/or parameters matching
-  regexes, plus the head; the rest is frozen as in transfer. ``lp_ft`` (Kumar et al. 2022):
-  a linear probe of the head, then everything from that head (two stages, see finetune.py).
-- ``gradual`` (ULMFiT, Howard & Ruder 2018): one more block group every ``every`` epochs,
+- ``Full``: everything learns. ``Partial``: the top N block groups and/or parameters matching
+  regexes, plus the head; the rest is frozen as in transfer. ``LpFt`` (Kumar et al. 2022): a
+  linear probe of the head first, then everything from that head.
+- ``Gradual`` (ULMFiT, Howard & Ruder 2018): one more block group every ``every`` epochs,
   from the top. Lightning's ``BackboneFinetuning`` adds parameters to the optimizer mid-run,
   which DDP and schedulers do not expect; here every parameter is registered with the
   optimizer and DDP from the start and a held group is kept still instead (``GradualUnfreezing``).
-- ``lora``: low-rank adapters (peft) on the modules matching a regex; the head learns fully.
+- ``Lora``: low-rank adapters (peft) on the modules matching a regex; the head learns fully.
 
-BatchNorm layers whose parameters are all frozen follow ``bn_mode``: ``frozen``
+BatchNorm layers whose parameters are all frozen follow the paradigm's ``bn_mode``: ``frozen``
 (``FrozenBatchNorm2d``), ``eval`` (kept in eval mode: fixed statistics) or ``train``
 (statistics still adapt to the new data).
 """
@@ -18,39 +20,43 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
-from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
-from timm.data import Mixup
-from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
 from paradigms.finetune.lr_groups import depths
 from paradigms.models.backbone import classifier_keys
-from paradigms.models.classifier import ClassificationModule
 from paradigms.models.freezing import BATCH_NORMS, freeze_except, frozen_norms
-from paradigms.models.groups import top_groups
+from paradigms.models.groups import block_group_count, top_groups
+from paradigms.runner.errors import ConfigError
 
-STRATEGIES = ("full", "partial", "lp_ft", "gradual", "lora")
-BN_MODES = ("frozen", "eval", "train")
+KEY = "paradigm.method"
 
 
 @dataclass
-class Plan:
-    """What a strategy made of the model: the module that trains (a peft model for LoRA),
-    the timm model inside it, the BatchNorm layers to keep in eval mode, the callbacks that
-    carry the strategy out, and the model to export (None: the one that trains)."""
+class PreparedModel:
+    """What a method made of the model: the module that trains (a peft model for LoRA), the
+    timm model inside it, the BatchNorm layers to keep in eval mode, the callbacks that carry
+    the method out, the model to export (None: the one that trains) and, for gradual
+    unfreezing, every how many epochs a block group opens (for the learning-rate table)."""
 
     model: nn.Module
     timm_model: nn.Module
     still_norms: list[nn.Module] = field(default_factory=list)
     callbacks: list[Callback] = field(default_factory=list)
     export: nn.Module | None = None
+    unfreeze_every: int | None = None
+
+
+# ``train(prepared, lr, stage, title, **trainer_overrides)``: trains a stage of its own in
+# ``<run dir>/<stage>``, reports it as ``<stage>/test/*`` and returns the model it exported.
+StageTrainer = Callable[..., nn.Module]
 
 
 def matching(names: list[str], patterns: list[str]) -> list[str]:
@@ -65,51 +71,170 @@ def freeze(model: nn.Module, trainable: set[str], bn_mode: str) -> list[nn.Modul
     return [model.get_submodule(n) for n in norms] if bn_mode == "eval" else []
 
 
-def head_only(model: nn.Module, bn_mode: str) -> Plan:
-    """A linear probe: only the classifier learns (LP-FT's first stage)."""
-    return Plan(model, model, freeze(model, classifier_keys(model), bn_mode))
+def head_only(model: nn.Module, bn_mode: str) -> PreparedModel:
+    """A linear probe: only the classifier learns."""
+    return PreparedModel(model, model, freeze(model, classifier_keys(model), bn_mode))
 
 
-def partial(model: nn.Module, last_groups: int, patterns: list[str], bn_mode: str) -> Plan:
-    names = [n for n, _ in model.named_parameters()]
-    trainable = (
-        set(top_groups(model, last_groups))
-        | set(matching(names, patterns))
-        | classifier_keys(model)
-    )
-    return Plan(model, model, freeze(model, trainable, bn_mode))
+class Method:
+    """The base of every method: as it is, full fine-tuning (every parameter learns).
+
+    A method overrides ``prepare`` (which parameters learn, and when); it may ``check`` the
+    backbone before anything trains and ``warm_up`` the model in a stage of its own first.
+    ``lr`` is its peak learning rate (None: ``paradigm.optimizer.lr``).
+    """
+
+    stages: ClassVar[tuple[str, ...]] = ()  # the stages ``warm_up`` trains, reported as <stage>/
+
+    def __init__(self, lr: float | None = None) -> None:
+        self.lr = lr
+
+    @property
+    def name(self) -> str:
+        """The class name in snake case (``LpFt`` -> ``lp_ft``), as tables and rows show it."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+
+    def check(self, model: nn.Module, backbone: str) -> None:
+        """Stops on settings that ``model`` (a fresh ``backbone``) cannot honour."""
+
+    def warm_up(self, model: nn.Module, bn_mode: str, train: StageTrainer) -> nn.Module:
+        """The model the main stage starts from, after any stages of the method's own."""
+        return model
+
+    def prepare(self, model: nn.Module, bn_mode: str) -> PreparedModel:
+        """The method applied to ``model`` for the main stage."""
+        return PreparedModel(model, model)
 
 
-def gradual(model: nn.Module, every: int, bn_mode: str) -> Plan:
-    depth = depths(model)
-    norms = {
-        module: depth[f"{name}.weight"]
-        for name, module in model.named_modules()
-        if isinstance(module, BATCH_NORMS) and module.weight is not None
-    }
-    callback = GradualUnfreezing(every, {} if bn_mode == "train" else norms)
-    return Plan(model, model, callbacks=[callback])
+class Full(Method):
+    """Every parameter learns."""
 
 
-def lora(model: nn.Module, lora_cfg: dict[str, Any], bn_mode: str) -> Plan:
-    """Adapters on the modules whose full name matches ``target_modules``; the base weights
-    frozen, the head trained fully. The export is a stock timm model with the adapters merged."""
-    from peft import LoraConfig, get_peft_model
+class Partial(Method):
+    """The top ``last_groups`` block groups, the parameters matching ``patterns`` and the
+    head learn; the rest is frozen."""
 
-    still = freeze(model, classifier_keys(model), bn_mode)
-    plain = copy.deepcopy(model)
-    config = LoraConfig(
-        r=lora_cfg["r"],
-        lora_alpha=lora_cfg["alpha"],
-        lora_dropout=lora_cfg.get("dropout", 0.0),
-        target_modules=lora_cfg["target_modules"],
-    )
-    wrapped = get_peft_model(model, config)
-    head = classifier_keys(model)
-    for name, param in model.named_parameters():
-        if name in head:
-            param.requires_grad = True
-    return Plan(wrapped, model, still, [MergedExport(plain)], export=plain)
+    def __init__(
+        self, last_groups: int = 1, patterns: list[str] | None = None, lr: float | None = None
+    ) -> None:
+        super().__init__(lr)
+        self.last_groups = last_groups
+        self.patterns = list(patterns or [])
+
+    def check(self, model: nn.Module, backbone: str) -> None:
+        groups = block_group_count(model)
+        if self.last_groups > groups:
+            raise ConfigError(
+                f"{KEY}.last_groups",
+                self.last_groups,
+                f"{backbone} has {groups} block groups above its stem",
+                f"use a value from 0 to {groups}",
+            )
+        names = [n for n, _ in model.named_parameters()]
+        missed = [p for p in self.patterns if not matching(names, [p])]
+        if missed:
+            raise ConfigError(
+                f"{KEY}.patterns",
+                missed[0],
+                "matches no parameter",
+                f"use regexes of {backbone}'s parameter names (e.g. {names[-3]!r})",
+            )
+
+    def prepare(self, model: nn.Module, bn_mode: str) -> PreparedModel:
+        names = [n for n, _ in model.named_parameters()]
+        trainable = (
+            set(top_groups(model, self.last_groups))
+            | set(matching(names, self.patterns))
+            | classifier_keys(model)
+        )
+        return PreparedModel(model, model, freeze(model, trainable, bn_mode))
+
+
+class LpFt(Method):
+    """LP-FT: a linear probe of the head (``probe_epochs`` at ``probe_lr``), then every
+    parameter learns from that head."""
+
+    stages = ("probe",)
+
+    def __init__(
+        self, probe_epochs: int = 5, probe_lr: float = 1e-2, lr: float | None = None
+    ) -> None:
+        super().__init__(lr)
+        self.probe_epochs = probe_epochs
+        self.probe_lr = probe_lr
+
+    def warm_up(self, model: nn.Module, bn_mode: str, train: StageTrainer) -> nn.Module:
+        probe = head_only(model, bn_mode)
+        return train(
+            probe, self.probe_lr, "probe", "linear probe (lp_ft 1)", max_epochs=self.probe_epochs
+        )
+
+
+class Gradual(Method):
+    """Gradual unfreezing: the head from the start, one more block group from the top every
+    ``every`` epochs."""
+
+    def __init__(self, every: int = 1, lr: float | None = None) -> None:
+        super().__init__(lr)
+        self.every = every
+
+    def prepare(self, model: nn.Module, bn_mode: str) -> PreparedModel:
+        depth = depths(model)
+        norms = {
+            module: depth[f"{name}.weight"]
+            for name, module in model.named_modules()
+            if isinstance(module, BATCH_NORMS) and module.weight is not None
+        }
+        callback = GradualUnfreezing(self.every, {} if bn_mode == "train" else norms)
+        return PreparedModel(model, model, callbacks=[callback], unfreeze_every=self.every)
+
+
+class Lora(Method):
+    """Low-rank adapters (rank ``r``, scale ``alpha / r``) on the conv and linear layers whose
+    full name matches ``target_modules``; the base weights frozen, the head trained fully. The
+    export is a stock timm model with the adapters merged."""
+
+    LAYERS = (nn.Conv2d, nn.Linear)
+
+    def __init__(
+        self,
+        r: int = 4,
+        alpha: float = 8,
+        dropout: float = 0.0,
+        target_modules: str = r".*\.(conv\d|qkv|proj|fc\d)",
+        lr: float | None = None,
+    ) -> None:
+        super().__init__(lr)
+        self.r, self.alpha, self.dropout = r, alpha, dropout
+        self.target_modules = target_modules
+
+    def check(self, model: nn.Module, backbone: str) -> None:
+        names = [n for n, m in model.named_modules() if isinstance(m, self.LAYERS)]
+        if not [n for n in names if re.fullmatch(self.target_modules, n)]:  # as peft matches
+            raise ConfigError(
+                f"{KEY}.target_modules",
+                self.target_modules,
+                f"matches no conv or linear layer of {backbone} (a full-name regex)",
+                f"match names such as {', '.join(names[1:4])}",
+            )
+
+    def prepare(self, model: nn.Module, bn_mode: str) -> PreparedModel:
+        from peft import LoraConfig, get_peft_model
+
+        still = freeze(model, classifier_keys(model), bn_mode)
+        plain = copy.deepcopy(model)
+        config = LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+        )
+        wrapped = get_peft_model(model, config)
+        head = classifier_keys(model)
+        for name, param in model.named_parameters():
+            if name in head:
+                param.requires_grad = True
+        return PreparedModel(wrapped, model, still, [MergedExport(plain)], export=plain)
 
 
 class GradualUnfreezing(Callback):
@@ -157,74 +282,3 @@ class MergedExport(Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         merged = copy.deepcopy(pl_module.model).merge_and_unload()
         self.plain.load_state_dict(merged.state_dict())
-
-
-class EMA(EMAWeightAveraging):
-    """Lightning's EMA of the weights (validated, checkpointed as ``state_dict``, kept at the
-    end of fit). Lightning reloads the raw weights whenever it loads such a checkpoint; outside
-    fit (testing the best checkpoint) that is skipped, so the EMA weights are tested and exported."""
-
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        if trainer.state.fn == TrainerFn.FITTING:
-            super().on_load_checkpoint(trainer, pl_module, checkpoint)
-
-
-class FinetuneModule(ClassificationModule):
-    """The classifier, plus mixup/cutmix (timm ``Mixup`` per training batch, soft-target
-    cross-entropy), BatchNorm layers held in eval mode, EMA, and a strategy's callbacks."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        num_classes: int,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
-        label_smoothing: float = 0.0,
-        top_k: int = 3,
-        param_groups: list[dict[str, Any]] | None = None,
-        mixup: dict[str, Any] | None = None,
-        still_norms: list[nn.Module] | None = None,
-        ema_decay: float = 0.0,
-        callbacks: list[Callback] | None = None,
-    ) -> None:
-        super().__init__(
-            model, num_classes, optimizer, scheduler, label_smoothing, top_k, param_groups
-        )
-        mixup = mixup or {}
-        self.mixup = None
-        if mixup.get("mixup_alpha", 0.0) > 0 or mixup.get("cutmix_alpha", 0.0) > 0:
-            self.mixup = Mixup(**mixup, label_smoothing=label_smoothing, num_classes=num_classes)
-        self.soft_criterion = SoftTargetCrossEntropy()
-        self.soft_targets: torch.Tensor | None = None
-        self.still_norms = still_norms or []
-        self.train(self.training)  # Lightning keeps each submodule's mode as it finds it
-        self.extra_callbacks = list(callbacks or [])
-        if ema_decay > 0:
-            self.extra_callbacks.append(EMA(decay=ema_decay))
-
-    def train(self, mode: bool = True) -> FinetuneModule:
-        super().train(mode)
-        for norm in self.still_norms if mode else ():
-            norm.eval()
-        return self
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        even = len(batch[0]) - len(batch[0]) % 2  # timm's Mixup pairs a batch with its flip
-        if self.mixup is None or even == 0:
-            return super().training_step(batch, batch_idx)
-        x, y = batch[0][:even], batch[1][:even]
-        mixed, self.soft_targets = self.mixup(x.clone(), y)
-        try:
-            return self._step((mixed, y), "train")
-        finally:
-            self.soft_targets = None
-
-    def loss(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        if self.soft_targets is not None:
-            return self.soft_criterion(logits, self.soft_targets)
-        return super().loss(logits, batch)
-
-    def configure_callbacks(self) -> list[Callback]:
-        return self.extra_callbacks

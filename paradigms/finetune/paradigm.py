@@ -1,73 +1,56 @@
-"""Fine-tuning: a pretrained model updated on new data, by one of several strategies.
+"""Fine-tuning: a pretrained model updated on new data by a method (``paradigm/method``).
 
 The base model comes from ``paradigms.models.source`` (the user's weights, the hub, or a cached
 source stage). Its head is kept when the label space is the same and replaced only when it
-differs. Which parameters learn, and when, is the strategy's (``paradigms.finetune.methods``);
+differs. Which parameters learn, and when, is the method's (``paradigms.finetune.methods``);
 their learning rates come per block group (``paradigms.finetune.lr_groups``).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import timm
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
-from paradigms.contract import Context, Result, Row, check_compare
+from paradigms.contract import Context, Needs, Result, Row, check_compare
 from paradigms.finetune.lr_groups import lr_table, param_groups, print_lr_table
-from paradigms.finetune.methods import (
-    BN_MODES,
-    STRATEGIES,
-    FinetuneModule,
-    Plan,
-    gradual,
-    head_only,
-    lora,
-    matching,
-    partial,
-)
+from paradigms.finetune.methods import Full, Method, PreparedModel
+from paradigms.finetune.module import FinetuneModule
 from paradigms.models.backbone import check_model_name, count_parameters, create_pretrained
 from paradigms.models.classifier import ClassificationModule, reported_metrics
-from paradigms.models.groups import block_group_count
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.models.source import base_weights
-from paradigms.runner.errors import ConfigError
 
 COMPARISONS = ("scratch",)
-PROBE = "probe/"
 
 
 class Finetune:
-    """Fine-tunes a pretrained model on the target data with the configured strategy.
+    """Fine-tunes a pretrained model on the target data with the configured method.
 
-    Config keys: strategy (full | partial | lp_ft | gradual | lora) and its section (partial:
-    last_groups, patterns; lp_ft: epochs, lr; gradual: every; lora: r, alpha, dropout,
-    target_modules; partial and lora also take lr, their peak lr), lr_groups (head_lr_mult, layer_decay), bn_mode (frozen | eval | train),
-    mixup (timm Mixup arguments; off while both alphas are 0), ema_decay (0: off),
-    optimizer, scheduler, label_smoothing, top_k (as scratch), baseline (a ``SupervisedRecipe``
-    recipe: the ``compare=scratch`` model and the source stage). Prints the learning rate
-    of every block group at the start. Reports ``test/*`` of the fine-tuned model,
-    ``source/test/*`` (the base model before fine-tuning, when its head fits),
-    ``probe/test/*`` (lp_ft's linear probe) and ``scratch/test/*``. Raises ConfigError for
-    an unknown strategy or bn_mode, partial settings that train nothing below the head or
-    more groups than the backbone has, LoRA targets that match no module,
+    Config keys: method (group ``paradigm/method``: full, partial, lp_ft, gradual, lora; each
+    with its own settings and optionally its own peak lr), lr_groups (head_lr_mult,
+    layer_decay), bn_mode (frozen | eval | train), mixup (timm Mixup arguments; off while both
+    alphas are 0), ema_decay (0: off), optimizer, scheduler, label_smoothing, top_k (as
+    scratch), baseline (a ``SupervisedRecipe``: the ``compare=scratch`` model and the source
+    stage). Prints the learning rate of every block group at the start. Reports ``test/*`` of
+    the fine-tuned model, ``source/test/*`` (the base model before fine-tuning, when its head
+    fits), ``<stage>/test/*`` of a method's own stages (lp_ft: ``probe/``) and
+    ``scratch/test/*``. Raises ConfigError for method settings the backbone cannot honour
+    (more groups than it has, patterns or LoRA targets that match nothing),
     ``backbone.weights=none``, a missing weights file, or an unknown comparison.
     """
 
-    default_compare: tuple[str, ...] = ("scratch",)
+    default_compare: tuple[str, ...] = COMPARISONS
+    needs = Needs()
 
     def __init__(
         self,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
         baseline: SupervisedRecipe,
-        strategy: str = "full",
-        partial: dict[str, Any] | None = None,
-        lp_ft: dict[str, Any] | None = None,
-        gradual: dict[str, Any] | None = None,
-        lora: dict[str, Any] | None = None,
+        method: Method | None = None,
         lr_groups: dict[str, float] | None = None,
         bn_mode: str = "frozen",
         mixup: dict[str, Any] | None = None,
@@ -78,11 +61,7 @@ class Finetune:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.baseline = baseline
-        self.strategy = strategy
-        self.partial = partial or {"last_groups": 1, "patterns": []}
-        self.lp_ft = lp_ft or {"epochs": 5, "lr": 1e-2}
-        self.gradual = gradual or {"every": 1}
-        self.lora = lora or {}
+        self.method = method or Full()
         self.lr_groups = lr_groups or {}
         self.bn_mode = bn_mode
         self.mixup = mixup or {}
@@ -90,88 +69,29 @@ class Finetune:
         self.label_smoothing = label_smoothing
         self.top_k = top_k
 
-    def check_settings(self) -> None:
-        """Stops on unknown choices (called by ``reports``, before anything trains; errors
-        raised while Hydra instantiates would not print as one line)."""
-        for key, value, allowed in (
-            ("strategy", self.strategy, STRATEGIES),
-            ("bn_mode", self.bn_mode, BN_MODES),
-        ):
-            if value not in allowed:
-                raise ConfigError(
-                    f"paradigm.{key}", value, "no such choice", f"use one of {', '.join(allowed)}"
-                )
-        if self.strategy == "gradual" and self.gradual["every"] < 1:
-            raise ConfigError(
-                "paradigm.gradual.every",
-                self.gradual["every"],
-                "groups unfreeze every k >= 1 epochs",
-                "use paradigm.gradual.every=1 or more",
-            )
-
     def reports(self, compare: list[str]) -> list[str]:
-        self.check_settings()
         check_compare("finetune", compare, COMPARISONS)
-        probe = [PROBE] if self.strategy == "lp_ft" else []
-        return reported_metrics(self.top_k, ["", "source/", *probe, *(f"{c}/" for c in compare)])
+        stages = ["", "source/", *(f"{s}/" for s in self.method.stages)]
+        return reported_metrics(self.top_k, [*stages, *(f"{c}/" for c in compare)])
 
     def check(self, name: str) -> None:
-        """Stops on strategy settings the backbone cannot honour, before anything trains."""
-        self.check_settings()
+        """Stops on method settings the backbone cannot honour, before anything trains."""
         check_model_name(name)
-        probe = timm.create_model(name, pretrained=False)
-        if self.strategy == "partial":
-            groups, patterns = self.partial["last_groups"], self.partial.get("patterns") or []
-            names = [n for n, _ in probe.named_parameters()]
-            if not 0 <= groups <= block_group_count(probe):
-                raise ConfigError(
-                    "paradigm.partial.last_groups",
-                    groups,
-                    f"{name} has {block_group_count(probe)} block groups above its stem",
-                    f"use a value from 0 to {block_group_count(probe)}",
-                )
-            missed = [p for p in patterns if not matching(names, [p])]
-            if missed or not (groups or patterns):
-                raise ConfigError(
-                    "paradigm.partial.patterns",
-                    missed[0] if missed else patterns,
-                    "matches no parameter" if missed else "nothing below the head would train",
-                    f"use regexes of {name}'s parameter names (e.g. {names[-3]!r}), or last_groups>0",
-                )
-        if self.strategy == "lora":
-            target = self.lora["target_modules"]
-            layers = (nn.Conv2d, nn.Linear)
-            names = [n for n, m in probe.named_modules() if isinstance(m, layers)]
-            if not [n for n in names if re.fullmatch(target, n)]:  # as peft matches
-                raise ConfigError(
-                    "paradigm.lora.target_modules",
-                    target,
-                    f"matches no conv or linear layer of {name} (a full-name regex)",
-                    f"match names such as {', '.join(names[1:4])}",
-                )
+        self.method.check(timm.create_model(name, pretrained=False), name)
 
-    def plan(self, model: nn.Module) -> Plan:
-        """The strategy applied to ``model`` (lp_ft's second stage trains everything)."""
-        if self.strategy == "partial":
-            return partial(
-                model, self.partial["last_groups"], self.partial.get("patterns") or [], self.bn_mode
-            )
-        if self.strategy == "gradual":
-            return gradual(model, self.gradual["every"], self.bn_mode)
-        if self.strategy == "lora":
-            return lora(model, self.lora, self.bn_mode)
-        return Plan(model, model)
-
-    def module(self, plan: Plan, num_classes: int, lr: float, title: str) -> FinetuneModule:
-        """The LightningModule of a plan, with per-group learning rates (printed as a table)."""
+    def module(
+        self, prepared: PreparedModel, num_classes: int, lr: float, title: str
+    ) -> FinetuneModule:
+        """The LightningModule of a prepared model, with per-group learning rates (printed as a
+        table)."""
         groups = param_groups(
-            plan.timm_model, lr, self.optimizer.get("weight_decay", 0.0), **self.lr_groups
+            prepared.timm_model, lr, self.optimizer.get("weight_decay", 0.0), **self.lr_groups
         )
         if rank_zero_only.rank == 0:
-            every = self.gradual["every"] if self.strategy == "gradual" else None
-            print_lr_table(title, lr_table(plan.timm_model, groups, every))
+            rows = lr_table(prepared.timm_model, groups, prepared.unfreeze_every)
+            print_lr_table(title, rows)
         return FinetuneModule(
-            plan.model,
+            prepared.model,
             num_classes,
             {**self.optimizer, "lr": lr},
             self.scheduler,
@@ -179,9 +99,9 @@ class Finetune:
             self.top_k,
             param_groups=groups,
             mixup=self.mixup,
-            still_norms=plan.still_norms,
+            still_norms=prepared.still_norms,
             ema_decay=self.ema_decay,
-            callbacks=plan.callbacks,
+            callbacks=prepared.callbacks,
         )
 
     def run(self, context: Context) -> Result:
@@ -207,24 +127,27 @@ class Finetune:
                 f"the base model's head does not fit the data's {classes} classes: "
                 "a new head was initialised"
             )
-        if self.strategy == "lp_ft":
-            probe_dir = context.run_dir / "probe"
-            plan = head_only(model, self.bn_mode)
-            module = self.module(plan, classes, self.lp_ft["lr"], "lp_ft stage 1: linear probe")
-            probe = context.stages.fit_and_test(
-                module, datamodule, probe_dir, max_epochs=self.lp_ft["epochs"]
-            )
-            rows.append(Row("linear probe (lp_ft 1)", probe, count_parameters(model)[0], total))
-            metrics.update({f"{PROBE}{k}": v for k, v in probe.items()})
-            spec = {**context.backbone, "weights": str(probe_dir)}
-            model = create_pretrained(spec, classes)[0]
-        plan = self.plan(model)
-        trainable = count_parameters(plan.model)[0]
-        lr = {"partial": self.partial, "lora": self.lora}.get(self.strategy, {}).get("lr")
-        lr = lr or self.optimizer["lr"]
-        module = self.module(plan, classes, lr, f"finetune: {self.strategy}")
-        tuned = context.stages.fit_and_test(module, datamodule, context.run_dir, export=plan.export)
-        rows.append(Row(f"finetune ({self.strategy})", tuned, trainable, total))
+
+        def train_stage(
+            prepared: PreparedModel, lr: float, stage: str, title: str, **overrides: Any
+        ) -> nn.Module:
+            """A method's own stage in ``<run dir>/<stage>``; returns the model it exported."""
+            stage_dir = context.run_dir / stage
+            module = self.module(prepared, classes, lr, f"{self.method.name} {stage}: {title}")
+            tested = context.stages.fit_and_test(module, datamodule, stage_dir, **overrides)
+            rows.append(Row(title, tested, count_parameters(prepared.model)[0], total))
+            metrics.update({f"{stage}/{k}": v for k, v in tested.items()})
+            return create_pretrained({**context.backbone, "weights": str(stage_dir)}, classes)[0]
+
+        model = self.method.warm_up(model, self.bn_mode, train_stage)
+        prepared = self.method.prepare(model, self.bn_mode)
+        trainable = count_parameters(prepared.model)[0]
+        lr = self.method.lr or self.optimizer["lr"]
+        module = self.module(prepared, classes, lr, f"finetune: {self.method.name}")
+        tuned = context.stages.fit_and_test(
+            module, datamodule, context.run_dir, export=prepared.export
+        )
+        rows.append(Row(f"finetune ({self.method.name})", tuned, trainable, total))
         metrics.update(tuned)
         if "scratch" in context.compare:
             row = self.baseline.train(context, context.run_dir / "compare" / "scratch", "scratch")

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from paradigms.models.schema import ACTIVATIONS as ACTIVATION_NAMES
 from paradigms.runner.errors import ConfigError
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh), strict=True))
 
 
 def build_head(

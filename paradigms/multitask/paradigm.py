@@ -17,16 +17,36 @@ from typing import Any
 
 from pytorch_lightning.utilities import rank_zero_only
 
-from paradigms.contract import Context, Result, Row, check_compare
+from paradigms.contract import Context, Needs, Result, Row, check_compare
 from paradigms.models.backbone import count_parameters
 from paradigms.multitask.model import build_model
 from paradigms.multitask.module import MultiTaskModule
 from paradigms.multitask.tasks import Task, metric_direction, parse_tasks
 from paradigms.multitask.weighting import Equal, Weighting
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.validation import Check
 
 COMPARISONS = ("single_task",)
 TIMING = "train_time.json"
+
+# What a gradient-based weighting (per-task gradients, manual optimization) cannot run under.
+PER_TASK_GRADIENTS = {
+    "precision": Check(
+        lambda v: "16" not in str(v) or "bf16" in str(v),
+        "per-task gradients bypass the fp16 grad scaler",
+        "trainer.precision=bf16-mixed or 32-true",
+    ),
+    "accumulate_grad_batches": Check(
+        lambda v: v in (None, 1),
+        "gradient-based weightings step every batch",
+        "trainer.accumulate_grad_batches=1 (raise data.batch_size)",
+    ),
+    "strategy": Check(
+        lambda v: not any(s in str(v) for s in ("fsdp", "deepspeed")),
+        "per-task gradients need whole parameters on every rank",
+        "trainer.strategy=ddp",
+    ),
+}
 
 
 def delta_m(tasks: list[Task], multi: dict[str, float], single: dict[str, float]) -> float:
@@ -49,12 +69,12 @@ class MultiTask:
     weighting (the ``paradigm/weighting`` group: equal, static, uncertainty, dwa, gradnorm,
     pcgrad, cagrad), optimizer, scheduler. Reports ``test/<task>/<metric>``, ``test/score``,
     ``test/loss`` and, with single_task, ``single_task/test/<task>/<metric>`` and
-    ``test/delta_m_pct``. Raises ConfigError for a bad task spec, a task the data does not
-    label, or a gradient-based weighting with 16-bit AMP, gradient accumulation or a sharded
-    strategy.
+    ``test/delta_m_pct``. A gradient-based weighting needs a Trainer without 16-bit AMP,
+    gradient accumulation or a sharded strategy. Raises ConfigError for a task the data does
+    not label, or with another number of outputs.
     """
 
-    default_compare: tuple[str, ...] = ("single_task",)
+    default_compare: tuple[str, ...] = COMPARISONS
 
     def __init__(
         self,
@@ -70,6 +90,15 @@ class MultiTask:
         self.scheduler = scheduler
         self.neck = neck or {}
 
+    @property
+    def method(self) -> type[Weighting]:
+        """The weighting's class (the config gives a partial, built once per model)."""
+        return getattr(self.weighting, "func", self.weighting)
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(trainer=PER_TASK_GRADIENTS if self.method.manual else {})
+
     def reports(self, compare: list[str]) -> list[str]:
         check_compare("multitask", compare, COMPARISONS)
         tasks = parse_tasks(self.task_specs)
@@ -81,8 +110,8 @@ class MultiTask:
 
     def run(self, context: Context) -> Result:
         tasks = parse_tasks(self.task_specs)
-        method = getattr(self.weighting, "func", self.weighting)  # a partial from the config
-        clip = self._check_trainer(context.stages.trainer, method.manual)
+        method = self.method
+        clip = _manual_clipping(context.stages.trainer) if method.manual else {}
         self._check_data(context, tasks)
         row, seconds = self._train(context, tasks, self.weighting, context.run_dir, clip)
         rows = [Row(f"multitask ({method.__name__.lower()})", *_fields(row))]
@@ -109,42 +138,6 @@ class MultiTask:
                 f"training time: multitask {seconds:.1f} s vs single-task sum {total_seconds:.1f} s",
             ]
         return Result(metrics, rows, notes)
-
-    def _check_trainer(self, trainer: dict[str, Any], manual: bool) -> dict[str, Any]:
-        """Trainer flags a gradient-based weighting cannot honour stop here; returns the
-        clipping it applies itself (manual optimization turns Lightning's off)."""
-        if not manual:
-            return {}
-        checks = [
-            (
-                "trainer.precision",
-                trainer.get("precision"),
-                lambda v: "16" not in str(v) or "bf16" in str(v),
-                "per-task gradients bypass the fp16 grad scaler",
-                "trainer.precision=bf16-mixed or 32-true",
-            ),
-            (
-                "trainer.accumulate_grad_batches",
-                trainer.get("accumulate_grad_batches", 1),
-                lambda v: v == 1,
-                "gradient-based weightings step every batch",
-                "trainer.accumulate_grad_batches=1 (raise data.batch_size)",
-            ),
-            (
-                "trainer.strategy",
-                trainer.get("strategy"),
-                lambda v: not any(s in str(v) for s in ("fsdp", "deepspeed")),
-                "per-task gradients need whole parameters on every rank",
-                "trainer.strategy=ddp",
-            ),
-        ]
-        for key, value, ok, why, fix in checks:
-            if not ok(value):
-                raise ConfigError(key, value, why, fix)
-        return {
-            "gradient_clip_val": trainer.get("gradient_clip_val"),
-            "gradient_clip_algorithm": trainer.get("gradient_clip_algorithm"),
-        }
 
     def _check_data(self, context: Context, tasks: list[Task]) -> None:
         """Every task must be one the data labels, with the number of outputs it has."""
@@ -192,6 +185,15 @@ class MultiTask:
             if rank_zero_only.rank == 0:
                 clock.write_text(json.dumps({"seconds": seconds}))
         return Row("", metrics, *count_parameters(model)), seconds
+
+
+def _manual_clipping(trainer: dict[str, Any]) -> dict[str, Any]:
+    """The clipping a gradient-based weighting applies itself (manual optimization turns
+    Lightning's off)."""
+    return {
+        "gradient_clip_val": trainer.get("gradient_clip_val"),
+        "gradient_clip_algorithm": trainer.get("gradient_clip_algorithm"),
+    }
 
 
 def _fields(row: Row) -> tuple[dict[str, float], int | None, int | None]:

@@ -15,15 +15,6 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 from torchmetrics import regression as tmr
 
-from paradigms.runner.errors import ConfigError
-
-LOSSES: dict[str, tuple[str, ...]] = {
-    "multiclass": ("cross_entropy",),
-    "binary": ("bce",),
-    "multilabel": ("bce",),
-    "regression": ("mse", "l1", "smooth_l1"),
-}
-
 METRICS: dict[str, dict[str, Any]] = {
     "multiclass": {
         "acc": lambda n: tmc.MulticlassAccuracy(n, average="micro"),
@@ -102,76 +93,22 @@ class Task:
         )
 
 
-def _check(ok: bool, key: str, value: Any, why: str, fix: str) -> None:
-    if not ok:
-        raise ConfigError(key, value, why, fix)
-
-
 def parse_tasks(specs: dict[str, dict[str, Any]]) -> list[Task]:
-    """Tasks from ``paradigm.tasks`` (name -> spec); ConfigError for anything that cannot work."""
-    _check(
-        bool(specs),
-        "paradigm.tasks",
-        specs,
-        "multitask needs at least one task",
-        "declare tasks (see conf/scenario/digits/multitask.yaml)",
-    )
-    tasks = []
-    for name, spec in specs.items():
-        key = f"paradigm.tasks.{name}"
-        kind = spec.get("type")
-        _check(kind in LOSSES, f"{key}.type", kind, "unknown task type", ", ".join(LOSSES))
-        outputs = spec.get("num_outputs")
-        _check(
-            isinstance(outputs, int) and outputs >= (2 if kind == "multiclass" else 1),
-            f"{key}.num_outputs",
-            outputs,
-            "must be a whole number of outputs (>= 2 classes for multiclass)",
-            f"{key}.num_outputs=10",
+    """Tasks from ``paradigm.tasks`` (name -> spec), as its schema
+    (``paradigms.multitask.schema.Task``) has checked them."""
+    return [
+        Task(
+            name,
+            spec["type"],
+            spec["num_outputs"],
+            spec["loss"],
+            list(spec["metrics"]),
+            spec["direction"],
+            float(spec.get("weight", 1.0)),
+            spec.get("head") or {},
         )
-        _check(
-            kind != "binary" or outputs == 1,
-            f"{key}.num_outputs",
-            outputs,
-            "a binary task has one output",
-            f"{key}.num_outputs=1",
-        )
-        loss = spec.get("loss")
-        _check(
-            loss in LOSSES[kind], f"{key}.loss", loss, f"not a {kind} loss", ", ".join(LOSSES[kind])
-        )
-        metrics = list(spec.get("metrics") or [])
-        known = METRICS[kind]
-        _check(
-            bool(metrics) and all(m in known for m in metrics),
-            f"{key}.metrics",
-            metrics,
-            f"{kind} tasks offer {', '.join(known)}",
-            f"{key}.metrics=[{next(iter(known))}]",
-        )
-        better = "max" if known[metrics[0]](max(outputs, 2)).higher_is_better else "min"
-        direction = spec.get("direction")
-        _check(
-            direction == better,
-            f"{key}.direction",
-            direction,
-            f"higher {metrics[0]} is {'better' if better == 'max' else 'worse'}",
-            f"{key}.direction={better}",
-        )
-        weight = spec.get("weight", 1.0)
-        _check(
-            isinstance(weight, (int, float)) and weight >= 0,
-            f"{key}.weight",
-            weight,
-            "must be >= 0",
-            f"{key}.weight=1.0",
-        )
-        tasks.append(
-            Task(
-                name, kind, outputs, loss, metrics, direction, float(weight), spec.get("head") or {}
-            )
-        )
-    return tasks
+        for name, spec in specs.items()
+    ]
 
 
 def metric_direction(task: Task, metric: str) -> int:

@@ -23,17 +23,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from paradigms.runner.errors import ConfigError, reported
+from paradigms.runner.preflight import preflight
 from paradigms.runner.run_dirs import register_resolvers
 from paradigms.runner.sweep_report import JOB_FILE, write_report
-from paradigms.runner.validation import compare_list, validate
+from paradigms.runner.validation import validate
 
 # A job in another process (joblib, submitit) resolves the run-dir interpolations there, and
 # Hydra imports this module there before the job starts.
 register_resolvers()
 
-# Overrides that change which metrics a job reports: with one of these swept, each job
-# checks its own metric instead of the sweep checking the base config's.
-_METRIC_KEYS = {"paradigm", "compare", "optimized_metric"}
+# Values that change what a job reports; with one of these (or a config group) swept, each
+# job makes its own pre-flight checks instead of the sweep checking the base config.
+_REPORT_KEYS = {"compare", "optimized_metric"}
 
 
 def swept_keys(config: DictConfig) -> set[str]:
@@ -44,24 +45,16 @@ def swept_keys(config: DictConfig) -> set[str]:
 
 
 def check_before_sweep(config: DictConfig) -> None:
-    """Validates the base config and its ``optimized_metric`` before the first job starts, so
-    a typo costs one line instead of a sweep of failed jobs; exits 2 on a ConfigError."""
+    """Makes the pre-flight checks on the base config before the first job starts, so a typo
+    costs one line instead of a sweep of failed jobs; exits 2 on a ConfigError. Where the
+    sweep varies a config group, ``compare`` or ``optimized_metric``, only the values are
+    validated here: each job checks what its own choices build."""
     with reported(Path(config.hydra.sweep.dir), fresh=False, debug=config.debug):
-        validate(config)
-        if swept_keys(config) & _METRIC_KEYS:
-            return
-        from hydra.utils import instantiate
-
-        from paradigms.contract import check_optimized_metric
-
-        paradigm = instantiate(
-            OmegaConf.to_container(config.paradigm, resolve=True), _convert_="all"
-        )
-        compare = OmegaConf.select(config, "compare")
-        if OmegaConf.is_config(compare):
-            compare = OmegaConf.to_container(compare, resolve=True)
-        compare = compare_list(compare, paradigm.default_compare)
-        check_optimized_metric(config.optimized_metric, paradigm.reports(compare))
+        groups = set(OmegaConf.select(config, "hydra.runtime.choices") or {})
+        if swept_keys(config) & (_REPORT_KEYS | groups):
+            validate(config)
+        else:
+            preflight(config)
 
 
 def multirun_strategy(trainer: dict[str, Any], multirun: bool) -> dict[str, Any]:

@@ -1,213 +1,239 @@
 """Checks of the composed config that need no torch, run before anything is built.
 
-Each rule names a key, a test of its value, why a failing value cannot work and the fix;
-a missing key is skipped (a group that does not have it). Paradigm-specific combinations
-are checked by the paradigm itself before it trains.
+Every configurable component declares its settings in a torch-free ``Schema`` beside it: the
+class of the same name in the ``schema`` module of the component's package. The node
+``_target_: paradigms.federated.strategies.Krum`` is checked by
+``paradigms.federated.schema.Krum``; a node without a ``_target_`` (``paradigm.optimizer``)
+by the schema its parent declares for it. ``validate`` walks the whole config from the run's
+own schema (``paradigms.runner.schema.Run``) and stops at the first value that cannot work,
+with one line: its key, its value, why, and the fix. A component without a schema is built
+as it is; what needs torch or the data is checked by the component itself, before training.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from paradigms.models.names import unknown_model_hint
 from paradigms.runner.errors import ConfigError
-from paradigms.runner.run_dirs import find_run_dir, resumes_saved_run
 
-Rule = tuple[str, Callable[[Any], bool], str, str]
-
-_MISSING = object()
+MISSING = "???"  # OmegaConf's mandatory value, left for the user to set
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+@dataclass(frozen=True)
+class Check:
+    """One setting's rule: ``test(value)`` holds for a value that can work; otherwise ``why``
+    and ``fix`` make the error (``{key}`` in the fix stands for the setting's full key; a
+    callable fix is given the value)."""
+
+    test: Callable[[Any], bool]
+    why: str
+    fix: str | Callable[[Any], str]
+
+    def __call__(self, key: str, value: Any) -> None:
+        if not self.test(value):
+            fix = self.fix(value) if callable(self.fix) else self.fix.format(key=key)
+            raise ConfigError(key, value, self.why, fix)
 
 
-def _fraction(value: Any) -> bool:
-    return isinstance(value, (int, float)) and 0.0 < value < 1.0
+@dataclass(frozen=True)
+class Each:
+    """A node whose every child node is checked by ``schema`` (multitask's tasks, by name)."""
+
+    schema: type[Schema]
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+class Schema:
+    """The settings of one configurable component, declared as class attributes: a ``Check``
+    (or a tuple of them) tests the value under that name, a ``Schema`` subclass checks the
+    child node under that name (unless the child names its own by ``_target_``), an ``Each``
+    checks every child of it. ``relations`` holds the rules that span several settings.
+    A subclass inherits its base's settings, as the component inherits its base's knobs.
+    """
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for name, rule in vars(klass).items():
+                if isinstance(rule, (Check, Each, tuple)) or _is_schema(rule):
+                    found[name] = rule
+        return found
+
+    @classmethod
+    def relations(cls, node: dict[str, Any], at: str) -> None:
+        """Raises ConfigError for settings that cannot work together (``at``: the node's key)."""
 
 
-def _non_negative(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+def _is_schema(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, Schema)
 
 
-RULES: list[Rule] = [
-    ("seed", lambda v: isinstance(v, int) and v >= 0, "must be a whole number >= 0", "seed=0"),
-    ("trainer.max_epochs", _positive_int, "must be a whole number >= 1", "trainer.max_epochs=10"),
-    (
-        "trainer.accumulate_grad_batches",
-        _positive_int,
-        "must be a whole number >= 1",
-        "trainer.accumulate_grad_batches=1",
-    ),
-    (
-        "paradigm.optimizer.lr",
-        _positive,
-        "a learning rate must be > 0",
-        "paradigm.optimizer.lr=1e-3",
-    ),
-    (
-        "paradigm.optimizer.weight_decay",
-        _non_negative,
-        "must be >= 0",
-        "paradigm.optimizer.weight_decay=0.05",
-    ),
-    (
-        "paradigm.label_smoothing",
-        lambda v: _non_negative(v) and v < 1,
-        "must be in [0, 1)",
-        "paradigm.label_smoothing=0.1",
-    ),
-    (
-        "paradigm.scheduler.name",
-        lambda v: v in ("cosine", "constant"),
-        "unknown schedule",
-        "cosine or constant",
-    ),
-    (
-        "paradigm.scheduler.warmup_fraction",
-        lambda v: _non_negative(v) and v < 1,
-        "must be in [0, 1)",
-        "paradigm.scheduler.warmup_fraction=0.1",
-    ),
-    (
-        "paradigm.head.hidden",
-        lambda v: isinstance(v, list) and all(_positive_int(h) for h in v),
-        "must be a list of layer widths >= 1",
-        "paradigm.head.hidden=[256] (or [] for a linear head)",
-    ),
-    (
-        "paradigm.head.dropout",
-        lambda v: _non_negative(v) and v < 1,
-        "must be in [0, 1)",
-        "paradigm.head.dropout=0.1",
-    ),
-    (
-        "paradigm.head.activation",
-        lambda v: v in ("gelu", "relu", "silu", "tanh"),
-        "unknown activation",
-        "gelu, relu, silu or tanh",
-    ),
-    (
-        "paradigm.replace_last_blocks",
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "must be a whole number >= 0",
-        "paradigm.replace_last_blocks=1",
-    ),
-    (
-        "paradigm.cache_features",
-        lambda v: v in ("auto", True, False),
-        "must be auto, true or false",
-        "paradigm.cache_features=auto",
-    ),
-    ("data.batch_size", _positive_int, "must be a whole number >= 1", "data.batch_size=64"),
-    ("data.image_size", _positive_int, "must be a whole number >= 1", "data.image_size=32"),
-    ("data.val_fraction", _fraction, "must be in (0, 1)", "data.val_fraction=0.15"),
-    ("data.test_fraction", _fraction, "must be in (0, 1)", "data.test_fraction=0.15"),
-    (
-        "data.train_per_class",
-        lambda v: v is None or _positive_int(v),
-        "must be null or >= 1",
-        "data.train_per_class=10",
-    ),
-    ("backbone.in_chans", _positive_int, "must be a whole number >= 1", "backbone.in_chans=3"),
-    (
-        "backbone.name",
-        lambda v: isinstance(v, str) and bool(v),
-        "must name a timm model",
-        "backbone=mobilenetv3_small_050",
-    ),
-    ("nonfinite", lambda v: v in ("stop", "skip"), "must be stop or skip", "nonfinite=stop"),
-    (
-        "backbone.trust_pickle",
-        lambda v: isinstance(v, bool),
-        "must be true or false",
-        "backbone.trust_pickle=false",
-    ),
-    (
-        "optimized_metric",
-        lambda v: isinstance(v, str) and bool(re.fullmatch(r"([\w-]+/)*(val|test)/\w+", v)),
-        "must look like [stage/]val|test/<metric>",
-        "optimized_metric=test/acc",
-    ),
-]
+def join(at: str, name: str) -> str:
+    """The full key of setting ``name`` of the node at ``at``."""
+    return f"{at}.{name}" if at else name
 
 
-def _value(cfg: DictConfig, key: str) -> Any:
-    value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def compare_list(value: Any, default: tuple[str, ...] = ()) -> list[str]:
-    """``compare`` as a list: ``auto`` -> the paradigm's default, ``none`` -> [],
-    ``scratch`` -> ['scratch']."""
-    if value == "auto":
-        return list(default)
-    if value in (None, "none", "") or value == []:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+def _bounds(low: float | None, high: float | None, open_low: bool, open_high: bool) -> str:
+    if low is None and high is None:
+        return "must be a number"
+    if high is None:
+        return f"must be {'>' if open_low else '>='} {low}"
+    if low is None:
+        return f"must be {'<' if open_high else '<='} {high}"
+    return f"must be in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+
+
+def number(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+    example: float | str,
+) -> Check:
+    """A real number within bounds (``open_*``: the bound itself is excluded)."""
+
+    def test(value: Any) -> bool:
+        if not _real(value):
+            return False
+        above = low is None or (value > low if open_low else value >= low)
+        below = high is None or (value < high if open_high else value <= high)
+        return above and below
+
+    return Check(test, _bounds(low, high, open_low, open_high), f"{{key}}={example}")
+
+
+def whole(low: int = 0, high: int | None = None, *, example: int | None = None) -> Check:
+    """A whole number within [low, high]."""
+
+    def test(value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= low
+            and (high is None or value <= high)
+        )
+
+    within = f">= {low}" if high is None else f"in [{low}, {high}]"
+    return Check(
+        test, f"must be a whole number {within}", f"{{key}}={low if example is None else example}"
+    )
+
+
+def one_of(*choices: Any) -> Check:
+    """One of ``choices``."""
+    named = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+    return Check(
+        lambda v: any(v == c and type(v) is type(c) for c in choices),
+        f"must be one of {named}",
+        f"use one of {named}",
+    )
+
+
+def flag() -> Check:
+    """true or false."""
+    return Check(lambda v: isinstance(v, bool), "must be true or false", "{key}=false")
+
+
+def optional(check: Check) -> Check:
+    """null, or a value ``check`` accepts."""
+    return Check(lambda v: v is None or check.test(v), f"{check.why} (or null)", check.fix)
+
+
+def each(check: Check, example: str) -> Check:
+    """A list whose every item ``check`` accepts."""
+    return Check(
+        lambda v: isinstance(v, list) and all(check.test(item) for item in v),
+        f"must be a list; each item {check.why}",
+        f"{{key}}={example}",
+    )
+
+
+def text(example: str) -> Check:
+    """A non-empty string."""
+    return Check(
+        lambda v: isinstance(v, str) and bool(v), "must be a non-empty text", f"{{key}}={example}"
+    )
+
+
+def regex(example: str) -> Check:
+    """A regular expression Python can compile."""
+
+    def test(value: Any) -> bool:
+        try:
+            re.compile(value)
+        except (re.error, TypeError):
+            return False
+        return True
+
+    return Check(test, "must be a regular expression Python can compile", f"{{key}}='{example}'")
+
+
+@cache
+def schema_for(target: Any) -> type[Schema] | None:
+    """The schema of the class ``target`` names: the class of the same name in the ``schema``
+    module of its package (looked for as a file first, so no other package is imported)."""
+    if not isinstance(target, str) or target.count(".") < 2:
+        return None
+    module, _, name = target.rpartition(".")
+    package = module.rpartition(".")[0]
+    top, *inner = package.split(".")
+    spec = importlib.util.find_spec(top)
+    places = spec.submodule_search_locations if spec else None
+    if not places or not any(Path(p, *inner, "schema.py").is_file() for p in places):
+        return None
+    found = getattr(importlib.import_module(f"{package}.schema"), name, None)
+    return found if _is_schema(found) else None
+
+
+def check_node(node: dict[str, Any], at: str, declared: type[Schema] | None = None) -> None:
+    """Checks ``node`` (the config at key ``at``) and every node below it."""
+    for name, value in node.items():
+        if value == MISSING:
+            raise ConfigError(join(at, name), MISSING, "must be set", f"{join(at, name)}=...")
+    schema = schema_for(node.get("_target_")) or declared
+    rules = schema.settings() if schema else {}
+    for name, rule in rules.items():
+        if name in node and not isinstance(rule, Each) and not _is_schema(rule):
+            for check in rule if isinstance(rule, tuple) else (rule,):
+                check(join(at, name), node[name])
+    if schema:
+        schema.relations(node, at)
+    for name, value in node.items():
+        if not isinstance(value, dict):
+            continue
+        rule = rules.get(name)
+        if isinstance(rule, Each):
+            for child, spec in value.items():
+                if isinstance(spec, dict):
+                    check_node(spec, join(join(at, name), child), rule.schema)
+        else:
+            check_node(value, join(at, name), rule if _is_schema(rule) else None)
+
+
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config (without Hydra's own node) as plain containers, interpolations
+    resolved and mandatory values left as ``???``."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_container(job, resolve=True, throw_on_missing=False)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raises ConfigError for the first value that cannot work."""
-    for key, ok, why, fix in RULES:
-        value = _value(cfg, key)
-        if value is not _MISSING and not ok(value):
-            raise ConfigError(key, value, why, fix)
-    fractions = [_value(cfg, k) for k in ("data.val_fraction", "data.test_fraction")]
-    if _MISSING not in fractions and sum(fractions) >= 1:
-        raise ConfigError(
-            "data.val_fraction",
-            fractions[0],
-            "val and test fractions leave no training data",
-            "keep data.val_fraction + data.test_fraction below 1",
-        )
-    name = _value(cfg, "backbone.name")
-    hint = unknown_model_hint(name) if isinstance(name, str) else None
-    if hint is not None:
-        raise ConfigError("backbone.name", name, "timm has no such model", hint)
-    weights = _value(cfg, "backbone.weights")
-    if (
-        weights not in (None, _MISSING, "none", "timm")
-        and not Path(str(weights)).expanduser().exists()
-    ):
-        raise ConfigError(
-            "backbone.weights",
-            weights,
-            "no such file or run directory",
-            "give a .safetensors/.pth/.ckpt file, a run directory, 'timm' or 'none'",
-        )
-    _check_data_paths(cfg)
-    resume = _value(cfg, "resume")
-    if resumes_saved_run(resume) and find_run_dir(str(resume)) is None:
-        raise ConfigError(
-            "resume",
-            resume,
-            "not a run directory of this tool (no .hydra/config.yaml above it)",
-            "give outputs/<paradigm>/<date>/<time>_<id>, a checkpoint inside it, or auto",
-        )
+    """Raises ConfigError for the first value of the composed config that cannot work."""
+    from paradigms.runner.schema import Run
 
-
-def _check_data_paths(cfg: DictConfig) -> None:
-    """The files a datamodule reads must be named, and its root must exist (unless the
-    datamodule is about to download into it)."""
-    data = cfg.get("data")
-    for name in ("root", "csv", "path"):
-        if data is not None and OmegaConf.is_missing(data, name):
-            raise ConfigError(
-                f"data.{name}", "???", "must be set", f"data.{name}=/path/to/your/data"
-            )
-    root = _value(cfg, "data.root")
-    downloads = _value(cfg, "data.download") is True
-    if root is not _MISSING and not downloads and not Path(str(root)).expanduser().is_dir():
-        raise ConfigError(
-            "data.root", root, "no such folder", "give the folder holding your images"
-        )
+    check_node(job_config(cfg), "", Run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paradigms.contract import Context, Result
+from paradigms.contract import Context, Needs, Result
 from paradigms.models.classifier import reported_metrics
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.runner.errors import ConfigError
@@ -17,6 +17,7 @@ class Scratch(SupervisedRecipe):
     """
 
     default_compare: tuple[str, ...] = ()
+    needs = Needs()
 
     def reports(self, compare: list[str]) -> list[str]:
         return reported_metrics(self.top_k, [""])

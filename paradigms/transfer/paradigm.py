@@ -15,7 +15,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from paradigms.contract import Context, Result, Row, check_compare
+from paradigms.contract import Context, Needs, Result, Row, check_compare
 from paradigms.models.backbone import (
     check_model_name,
     classifier_keys,
@@ -48,6 +48,7 @@ class Transfer:
     """
 
     default_compare: tuple[str, ...] = COMPARISONS
+    needs = Needs()
 
     def __init__(
         self,

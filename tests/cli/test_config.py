@@ -7,36 +7,22 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from paradigms.runner.run_dirs import register_resolvers
-from tests.helpers import ROOT
+from tests.helpers import CONF, ROOT, composed, every_option
 
-CONF = ROOT / "conf"
-GROUPS = ["paradigm", "backbone", "data", "trainer", "logger", "callbacks"]
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 ALL_YAML = sorted(CONF.rglob("*.yaml"))
-
-register_resolvers()
-
-
-def _compose(overrides: list[str]):
-    """The job config as a run sees it (``${hydra:...}`` interpolations resolvable)."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+OPTIONS = every_option()
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_composes_and_resolves(group: str, option: str) -> None:
-    cfg = _compose([f"{group}={option}"])
+@pytest.mark.parametrize("overrides", OPTIONS, ids=[" ".join(o) for o in OPTIONS])
+def test_every_option_composes_and_resolves(overrides: list[str]) -> None:
+    cfg = composed(overrides)
     for key, value in cfg.items():
         if key != "hydra" and OmegaConf.is_config(value):
             OmegaConf.to_container(value, resolve=True)
-    assert cfg[group] is not None
+    group, option = overrides[-1].lstrip("+").split("=")
+    assert cfg.hydra.runtime.choices[group] == option
 
 
 @pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(CONF)) for p in ALL_YAML])
@@ -65,6 +51,7 @@ def test_every_paradigm_yaml_points_to_a_class_with_the_contract() -> None:
             target
         )
         assert isinstance(cls.default_compare, tuple), target
+        assert hasattr(cls, "needs"), target
 
 
 def test_every_paradigm_module_has_its_yaml() -> None:

@@ -26,7 +26,7 @@ RUN = [
     "paradigm/partition=iid",
     "paradigm/strategy=scaffold",
     "paradigm.norm=local",
-    "paradigm.dropout=0.2",
+    "paradigm.client_dropout=0.2",
     "paradigm.straggler=0.5",
     "paradigm.local_holdout=0.2",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 from paradigms.federated.client import FlatModel
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.secure import SecureAggregation
-from paradigms.federated.server import Federation, Plan, Simulation
+from paradigms.federated.server import Federation, Simulation, SimulationSettings
 from paradigms.federated.strategies import Strategy
 from paradigms.federated.streams import stream
 from tests.helpers import cli, run_dirs, summary
@@ -65,10 +65,10 @@ def _simulation(privacy: ClientDP, secure: SecureAggregation | None = None) -> S
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
     x, y = torch.randn(50, 4) * 5, torch.arange(50) % 3
     clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]
-    plan = Plan(1, 1.0, 3, None, 5, 0.0, 0.0, "average", 64, 1)
+    settings = SimulationSettings(1, 1.0, 3, None, 5, 0.0, 0.0, "average", 64, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     federation = Federation(clients, [], (x[40:], y[40:]))
-    return Simulation(FlatModel(model), optimizer, Strategy(), federation, plan, 0,
+    return Simulation(FlatModel(model), optimizer, Strategy(), federation, settings, 0,
                       privacy=privacy, secure=secure)  # fmt: skip
 
 
@@ -113,7 +113,7 @@ def _rows(run_dir: Path) -> list[dict[str, str]]:
 
 def test_epsilon_printed_equals_opacus_accountant(out: Path) -> None:
     process = cli(*SMALL, "paradigm/privacy=dp", "paradigm.privacy.noise_multiplier=1.3",
-                  "paradigm.secure_aggregation=true", "paradigm.dropout=0.3",
+                  "paradigm.secure_aggregation=true", "paradigm.client_dropout=0.3",
                   output_root=out)  # fmt: skip
     run_dir = run_dirs(out, "federated")[0]
     accountant = RDPAccountant()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from paradigms.federated.client import FlatModel
-from paradigms.federated.server import Federation, Plan, Simulation
+from paradigms.federated.server import Federation, Simulation, SimulationSettings
 from paradigms.federated.strategies import (
     FedAdagrad,
     FedAdam,
@@ -117,10 +117,10 @@ def test_non_finite_client_updates_are_rejected_and_the_round_goes_on() -> None:
     poisoned = x[:10].clone()
     poisoned[0, 0] = float("nan")
     clients = [(poisoned, y[:10]), (x[10:20], y[10:20]), (x[20:30], y[20:30])]
-    plan = Plan(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
+    settings = SimulationSettings(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
     sim = Simulation(
         flat, torch.optim.SGD(model.parameters(), lr=0.1), Strategy(),
-        Federation(clients, [], (x[30:], y[30:])), plan, seed=0,
+        Federation(clients, [], (x[30:], y[30:])), settings, seed=0,
     )  # fmt: skip
     start = sim.initial_state()
     state, metrics = sim.step(start, 0)

@@ -1,4 +1,4 @@
-"""Fine-tuning strategies: partial leaves frozen layers bit-identical, gradual unfreezing opens
+"""Fine-tuning methods: partial leaves frozen layers bit-identical, gradual unfreezing opens
 groups at the right epochs (also across two DDP processes), the LR table is what the optimizer
 holds, LoRA trains only adapters and head, EMA weights are the ones tested and exported."""
 
@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from datamodules.digits import DigitsDataModule
 from paradigms.finetune.lr_groups import lr_table
+from paradigms.finetune.methods import Gradual, Lora, Partial
 from paradigms.finetune.paradigm import Finetune
 from paradigms.models.backbone import create_pretrained
 from paradigms.runner.errors import ConfigError
@@ -68,10 +69,10 @@ def _finetune(**settings) -> Finetune:
     return Finetune(OPTIMIZER, SCHEDULER, baseline=None, **settings)
 
 
-def _planned(finetune: Finetune, base_file: Path):
+def _prepared(finetune: Finetune, base_file: Path):
     model, _ = create_pretrained({**SPEC, "weights": str(base_file)}, 10)
-    plan = finetune.plan(model)
-    return plan, finetune.module(plan, 10, OPTIMIZER["lr"], "test")
+    prepared = finetune.method.prepare(model, finetune.bn_mode)
+    return prepared, finetune.module(prepared, 10, OPTIMIZER["lr"], "test")
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -80,13 +81,11 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("bn_mode", ["frozen", "eval", "train"])
 def test_partial_leaves_frozen_layers_bit_identical(base_file: Path, bn_mode: str):
-    finetune = _finetune(
-        strategy="partial", partial={"last_groups": 1, "patterns": []}, bn_mode=bn_mode
-    )
-    plan, module = _planned(finetune, base_file)
-    before = _state(plan.model)
+    finetune = _finetune(method=Partial(last_groups=1), bn_mode=bn_mode)
+    prepared, module = _prepared(finetune, base_file)
+    before = _state(prepared.model)
     _trainer(2).fit(module, datamodule=_digits())
-    after = plan.model.state_dict()
+    after = prepared.model.state_dict()
     frozen = [k for k in before if not k.startswith(TOP) and "num_batches" not in k]
     stats = [k for k in frozen if "running_" in k]
     assert "conv1.0.weight" in frozen and "layer3.0.bn1.running_mean" in stats
@@ -113,8 +112,8 @@ def _moved(before: dict, after: dict, prefix: str) -> bool:
 
 
 def test_gradual_unfreezes_one_group_per_epoch_from_the_top(base_file: Path):
-    plan, module = _planned(_finetune(strategy="gradual", gradual={"every": 1}), base_file)
-    start, states = _state(plan.model), EpochStates()
+    prepared, module = _prepared(_finetune(method=Gradual(every=1)), base_file)
+    start, states = _state(prepared.model), EpochStates()
     _trainer(3, states).fit(module, datamodule=_digits())
     order = ["fc.", "layer4.", "layer3.", "layer2."]  # depth 0, 1, 2, 3
     for epoch, state in enumerate(states.states):
@@ -126,9 +125,9 @@ def test_lr_table_is_what_the_optimizer_holds_after_the_schedule_steps(base_file
     finetune = _finetune(
         lr_groups={"head_lr_mult": 10.0, "layer_decay": 0.5}, mixup={"mixup_alpha": 0.4}
     )
-    plan, module = _planned(finetune, base_file)
+    prepared, module = _prepared(finetune, base_file)
     lr = OPTIMIZER["lr"]
-    rows = {name: row_lr for name, _, _, row_lr in lr_table(plan.model, module.param_groups)}
+    rows = {name: row_lr for name, _, _, row_lr in lr_table(prepared.model, module.param_groups)}
     assert rows["head"] == pytest.approx(10 * lr)
     assert rows["block-1"] == pytest.approx(0.5 * lr)
     assert rows["block-2"] == pytest.approx(0.25 * lr)
@@ -144,35 +143,32 @@ def test_lr_table_is_what_the_optimizer_holds_after_the_schedule_steps(base_file
 
 
 def test_lora_trains_only_adapters_and_head_and_exports_merged_weights(base_file: Path):
-    finetune = _finetune(
-        strategy="lora",
-        lora={"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": r".*\.conv\d"},
-    )
-    plan, module = _planned(finetune, base_file)
-    learning = [n for n, p in plan.model.named_parameters() if p.requires_grad]
+    finetune = _finetune(method=Lora(r=2, alpha=4, target_modules=r".*\.conv\d"))
+    prepared, module = _prepared(finetune, base_file)
+    learning = [n for n, p in prepared.model.named_parameters() if p.requires_grad]
     assert learning and all("lora_" in n or ".fc." in n for n in learning), learning
     assert any(".fc." in n for n in learning)
-    before = _state(plan.model)
+    before = _state(prepared.model)
     trainer = _trainer(2, *module.configure_callbacks())
     data = _digits()
     trainer.fit(module, datamodule=data)
     trainer.test(module, datamodule=data, verbose=False)
-    after = plan.model.state_dict()
+    after = prepared.model.state_dict()
     for key, value in before.items():
         learns = "lora_" in key or ".fc." in key
         assert torch.equal(value, after[key]) != learns, key
-    merged = plan.export.eval()
+    merged = prepared.export.eval()
     assert not torch.equal(
         merged.state_dict()["layer1.0.conv1.weight"],
         load_file(str(base_file))["layer1.0.conv1.weight"],
     )
     x = torch.randn(4, 3, 32, 32)
-    plan.model.eval()
-    torch.testing.assert_close(merged(x), plan.model(x), rtol=1e-4, atol=1e-4)
+    prepared.model.eval()
+    torch.testing.assert_close(merged(x), prepared.model(x), rtol=1e-4, atol=1e-4)
 
 
 def test_ema_weights_differ_from_raw_and_are_tested_and_exported(base_file: Path, tmp_path: Path):
-    plan, module = _planned(_finetune(ema_decay=0.9), base_file)
+    prepared, module = _prepared(_finetune(ema_decay=0.9), base_file)
     stages = Stages(
         trainer={
             "_target_": "pytorch_lightning.Trainer",
@@ -201,34 +197,26 @@ def test_ema_weights_differ_from_raw_and_are_tested_and_exported(base_file: Path
         assert torch.equal(value, ema[f"model.{key}"]), key
 
     def test_acc(state: dict[str, torch.Tensor]) -> float:
-        plan.model.load_state_dict({k[len("model.") :]: v for k, v in state.items()})
-        plan.model.eval()
+        prepared.model.load_state_dict({k[len("model.") :]: v for k, v in state.items()})
+        prepared.model.eval()
         with torch.no_grad():
-            pairs = [(plan.model(x).argmax(1), y) for x, y in data.test_dataloader()]
+            pairs = [(prepared.model(x).argmax(1), y) for x, y in data.test_dataloader()]
         return float(sum((p == y).sum() for p, y in pairs) / sum(len(y) for _, y in pairs))
 
     assert test_acc(ema) == pytest.approx(metrics["test/acc"])
 
 
 @pytest.mark.parametrize(
-    "settings,key",
+    "method,key",
     [
-        ({"strategy": "sideways"}, "paradigm.strategy"),
-        ({"bn_mode": "thawed"}, "paradigm.bn_mode"),
-        (
-            {"strategy": "partial", "partial": {"last_groups": 9, "patterns": []}},
-            "paradigm.partial.last_groups",
-        ),
-        (
-            {"strategy": "partial", "partial": {"last_groups": 0, "patterns": ["nope"]}},
-            "paradigm.partial.patterns",
-        ),
-        ({"strategy": "lora", "lora": {"target_modules": "nope"}}, "paradigm.lora.target_modules"),
+        (Partial(last_groups=9), "paradigm.method.last_groups"),
+        (Partial(last_groups=0, patterns=["nope"]), "paradigm.method.patterns"),
+        (Lora(target_modules="nope"), "paradigm.method.target_modules"),
     ],
 )
-def test_bad_strategy_settings_stop_before_training(settings: dict, key: str):
+def test_method_settings_the_backbone_cannot_honour_stop_before_training(method, key: str):
     with pytest.raises(ConfigError) as error:
-        _finetune(**settings).check("test_resnet")
+        _finetune(method=method).check("test_resnet")
     assert error.value.key == key
 
 
@@ -236,7 +224,7 @@ def test_gradual_under_ddp_holds_groups_bit_identical_until_their_epoch(tmp_path
     cli(
         *FAST,
         "trainer=ddp_cpu",
-        "paradigm.strategy=gradual",
+        "paradigm/method=gradual",
         "paradigm.bn_mode=eval",  # held groups' statistics stay too
         "compare=none",
         "source.max_epochs=1",
@@ -257,8 +245,20 @@ def test_gradual_under_ddp_holds_groups_bit_identical_until_their_epoch(tmp_path
         assert not _moved(start, state, "model.conv1.")
 
 
-def test_cli_stops_an_unknown_strategy_with_one_line(out: Path):
-    process = cli("paradigm.strategy=sideways", output_root=out, check=False)
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["paradigm/method=sideways"], "paradigm/method"),
+        (["paradigm.bn_mode=thawed"], "paradigm.bn_mode"),
+        (
+            ["paradigm/method=partial", "paradigm.method.last_groups=0"],
+            "paradigm.method.last_groups",
+        ),
+        (["paradigm/method=gradual", "paradigm.method.every=0"], "paradigm.method.every"),
+    ],
+)
+def test_cli_stops_bad_method_settings_with_one_line(overrides: list[str], key: str, out: Path):
+    process = cli(*overrides, output_root=out, check=False)
     assert process.returncode == 2
     lines = process.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: paradigm.strategy="), process.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {key}="), process.stderr

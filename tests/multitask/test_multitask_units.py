@@ -14,9 +14,12 @@ from datamodules.multitask_digits import MultiTaskDigitsDataModule
 from paradigms.multitask.model import build_model
 from paradigms.multitask.module import MultiTaskModule
 from paradigms.multitask.paradigm import delta_m
-from paradigms.multitask.tasks import Task, parse_tasks
+from paradigms.multitask.schema import METRICS as TASK_METRICS
+from paradigms.multitask.schema import MultiTask as MultiTaskSchema
+from paradigms.multitask.tasks import METRICS, Task, parse_tasks
 from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.validation import check_node
 from tests.helpers import ROOT
 
 NAN = float("nan")
@@ -122,9 +125,19 @@ def test_delta_m_is_sign_corrected_by_direction() -> None:
 
 def test_task_direction_must_match_its_metric() -> None:
     spec = {"type": "regression", "num_outputs": 1, "loss": "mse", "metrics": ["mse"]}
-    with pytest.raises(ConfigError, match="direction"):
-        parse_tasks({"ink": {**spec, "direction": "max"}})
+    with pytest.raises(ConfigError, match="direction") as error:
+        check_node({"tasks": {"ink": {**spec, "direction": "max"}}}, "paradigm", MultiTaskSchema)
+    assert error.value.key == "paradigm.tasks.ink.direction"
+    check_node({"tasks": {"ink": {**spec, "direction": "min"}}}, "paradigm", MultiTaskSchema)
     assert parse_tasks({"ink": {**spec, "direction": "min"}})[0].direction == "min"
+
+
+def test_the_schema_knows_every_metric_a_task_builds_and_its_direction() -> None:
+    for kind, metrics in METRICS.items():
+        assert set(metrics) == set(TASK_METRICS[kind]), kind
+        for name, build in metrics.items():
+            better = "max" if build(3).higher_is_better else "min"
+            assert TASK_METRICS[kind][name] == better, (kind, name)
 
 
 def test_digits_carry_one_label_per_task_and_hide_a_share() -> None:

@@ -1,12 +1,12 @@
-"""Fine-tuning strategies vs scratch and the un-adapted source model, mean over seeds.
+"""Fine-tuning methods vs scratch and the un-adapted source model, mean over seeds.
 
 Source: clean digits, all labels; target: the same ten digits rotated and noisy, few labels
-(the default finetune scenario). Each (strategy, seed) runs ``python cli.py paradigm=finetune
-paradigm.strategy=S seed=N``; the runs of one seed share its cached source stage, and the
-first also trains the scratch baseline on the same target data. Claim: every strategy beats
+(the default finetune scenario). Each (method, seed) runs ``python cli.py paradigm=finetune
+paradigm/method=M seed=N``; the runs of one seed share its cached source stage, and the
+first also trains the scratch baseline on the same target data. Claim: every method beats
 scratch on target test accuracy.
 
-    python bench/bench_finetune_strategies.py [--seeds 0 1 2] [--backbone resnet10t] [overrides...]
+    python bench/bench_finetune_methods.py [--seeds 0 1 2] [--backbone resnet10t] [overrides...]
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STRATEGIES = ("full", "partial", "lp_ft", "gradual", "lora")
+METHODS = ("full", "partial", "lp_ft", "gradual", "lora")
 
 
-def run(strategy: str, seed: int, compare: bool, args: argparse.Namespace, root: Path) -> dict:
+def run(method: str, seed: int, compare: bool, args: argparse.Namespace, root: Path) -> dict:
     """One fine-tuning run; returns its summary (metrics and rows)."""
-    out = root / f"{strategy}-{seed}"
+    out = root / f"{method}-{seed}"
     command = [
         sys.executable,
         "cli.py",
         "paradigm=finetune",
-        f"paradigm.strategy={strategy}",
+        f"paradigm/method={method}",
         f"seed={seed}",
         f"backbone={args.backbone}",
         f"compare={'scratch' if compare else 'none'}",
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backbone", default="resnet10t")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("overrides", nargs="*", help="extra cli.py overrides")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -62,12 +62,12 @@ def main() -> None:
     params: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            for i, strategy in enumerate(args.strategies):
-                result = run(strategy, seed, i == 0, args, Path(tmp))
+            for i, method in enumerate(args.methods):
+                result = run(method, seed, i == 0, args, Path(tmp))
                 metrics = result["metrics"]
-                acc.setdefault(strategy, []).append(metrics["test/acc"])
+                acc.setdefault(method, []).append(metrics["test/acc"])
                 row = next(r for r in result["rows"] if r["name"].startswith("finetune"))
-                params[strategy] = row["trainable_params"]
+                params[method] = row["trainable_params"]
                 if i == 0:
                     acc["scratch"].append(metrics["scratch/test/acc"])
                     acc["source (no adaptation)"].append(metrics["source/test/acc"])
@@ -75,7 +75,7 @@ def main() -> None:
                     params["source (no adaptation)"] = 0
     scratch = statistics.mean(acc["scratch"])
     table = Table(
-        title=f"fine-tuning strategies: clean digits -> rotated+noisy digits, {args.backbone}, "
+        title=f"fine-tuning methods: clean digits -> rotated+noisy digits, {args.backbone}, "
         f"seeds {args.seeds}"
     )
     for column in ("model", "test/acc mean", "min", "max", "trainable params", "vs scratch"):
@@ -91,17 +91,17 @@ def main() -> None:
             "" if name == "scratch" else f"{100 * (mean - scratch):+.1f}",
         )
     Console().print(table)
-    beats = all(statistics.mean(acc[s]) > scratch for s in args.strategies)
-    Console().print(f"every strategy beats scratch: {beats}")
+    beats = all(statistics.mean(acc[s]) > scratch for s in args.methods)
+    Console().print(f"every method beats scratch: {beats}")
     write_result(
-        "finetune_strategies",
+        "finetune_methods",
         {
             "backbone": args.backbone,
             "seeds": args.seeds,
             "overrides": args.overrides,
             "test_acc": acc,
             "trainable_params": params,
-            "every_strategy_beats_scratch": beats,
+            "every_method_beats_scratch": beats,
             "wall_time_s": round(time.perf_counter() - started, 1),
         },
     )
