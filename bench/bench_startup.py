@@ -1,7 +1,10 @@
 """Claim: the CLI answers at once: --help, --cfg job and a validation error in under 2 s
 (no torch import), and the time to the first training step is measured.
 
-    python bench/bench_startup.py [--repeats 3]
+``--against <checkout>`` runs each command alternately here and in another checkout (e.g. the
+lead's main) and adds the ratio, this tree's median over the other's.
+
+    python bench/bench_startup.py [--repeats 3] [--against /path/to/other/checkout]
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from common import ROOT, median_time, write_result
 from rich.console import Console
@@ -21,13 +25,14 @@ COMMANDS = {
     "--cfg job": ["--cfg", "job"],
     "validation error (lr=-1)": ["paradigm.optimizer.lr=-1"],
     "unknown backbone": ["backbone.name=resnet_18"],
+    "unknown option (backbone=resnet_18)": ["backbone=resnet_18"],
 }
 MARKER = "Trainable params"  # printed by the model summary right before the first step
 
 
-def wall(args: list[str]) -> float:
+def wall(args: list[str], root: Path = ROOT) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, check=False)
+    subprocess.run([sys.executable, "cli.py", *args], cwd=root, capture_output=True, check=False)
     return time.perf_counter() - started
 
 
@@ -61,11 +66,18 @@ def first_step(output_root: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
-    results = {
-        name: median_time([wall(cmd) for _ in range(args.repeats)])
-        for name, cmd in COMMANDS.items()
-    }
+    results, reference = {}, {}
+    for name, cmd in COMMANDS.items():
+        ours, theirs = [], []
+        for _ in range(args.repeats):  # alternating, so both see the same load
+            ours.append(wall(cmd))
+            if args.against:
+                theirs.append(wall(cmd, args.against))
+        results[name] = median_time(ours)
+        if theirs:
+            reference[name] = median_time(theirs)
     with tempfile.TemporaryDirectory() as output_root:
         results["first training step"] = median_time(
             [first_step(output_root) for _ in range(args.repeats)]
@@ -74,12 +86,28 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import torch, pytorch_lightning, timm"], check=True)
     results["(import torch + Lightning + timm)"] = time.perf_counter() - started
     table = Table(title="CLI start-up (median wall time)")
-    table.add_column("command")
-    table.add_column("seconds", justify="right")
+    for column in ("command", "seconds", *(("reference", "ratio") if reference else ())):
+        table.add_column(column, justify="left" if column == "command" else "right")
     for name, seconds in results.items():
-        table.add_row(name, f"{seconds:.2f}")
+        extra = (
+            (f"{reference[name]:.2f}", f"{seconds / reference[name]:.2f}")
+            if name in reference
+            else ("", "")
+        )
+        table.add_row(name, f"{seconds:.2f}", *(extra if reference else ()))
     Console().print(table)
-    write_result("startup", results)
+    ratios = {name: results[name] / reference[name] for name in reference}
+    write_result(
+        "startup",
+        {
+            **results,
+            **(
+                {"against": str(args.against), "reference": reference, "ratio": ratios}
+                if reference
+                else {}
+            ),
+        },
+    )
 
 
 if __name__ == "__main__":

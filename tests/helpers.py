@@ -8,6 +8,7 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -47,6 +48,47 @@ def cli(
             f"cli failed ({process.returncode}):\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
         )
     return process
+
+
+# Trainer arguments of a real Lightning Trainer that writes and prints nothing.
+QUIET = {
+    "accelerator": "cpu",
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "use_distributed_sampler": False,
+}
+
+
+def quiet_trainer(**flags: Any) -> Any:
+    """A real Lightning Trainer on the CPU without logs, checkpoints or progress bars;
+    ``flags`` add or replace Trainer arguments."""
+    import pytorch_lightning as pl  # here: importing these helpers loads no torch
+
+    return pl.Trainer(**{**QUIET, **flags})
+
+
+def base_model_file(directory: Path, scaled_norms: bool = False) -> Path:
+    """A user's own base model: timm's test_resnet (10 classes) saved to a .safetensors file,
+    its BatchNorm statistics moved by one batch (so that a moved running mean shows).
+    ``scaled_norms`` draws the BatchNorm scales from [0.5, 1.5]: timm zero-initialises each
+    block's last one, which would stop every gradient inside the blocks."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    model = timm.create_model("test_resnet", num_classes=10)
+    for name, param in model.named_parameters():
+        if scaled_norms and "bn" in name and name.endswith("weight"):
+            torch.nn.init.uniform_(param, 0.5, 1.5)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 3, 32, 32))
+    path = directory / "base.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
 
 
 def run_dirs(output_root: Path, paradigm: str) -> list[Path]:

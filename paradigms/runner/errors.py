@@ -43,22 +43,16 @@ def reported(run_dir: Path, fresh: bool, debug: bool, multirun: bool = False) ->
     while Hydra records a raised error as this job's failure and the sweep goes on."""
     try:
         yield
-    except ConfigError as error:
+    except (ConfigError, RunError) as error:
         if debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         if multirun:
             raise
-        if fresh:
+        bad_input = isinstance(error, ConfigError)
+        if bad_input and fresh:
             _remove_new_run_dir(run_dir)
-        sys.exit(2)
-    except RunError as error:
-        if debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        if multirun:
-            raise
-        sys.exit(3)
+        sys.exit(2 if bad_input else 3)
     except (Interrupted, KeyboardInterrupt) as stop:
         if isinstance(stop, KeyboardInterrupt):
             stop = Interrupted(run_dir, "SIGINT")

@@ -1,4 +1,5 @@
-"""Bad input stops before training: exit code 2, ONE line naming the key, nothing written."""
+"""Bad input stops before training: exit code 2, ONE line naming the key, nothing written
+(distillation on image files, for one, trains no teacher before it is refused)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,14 @@ BAD = [
         "paradigm=multitask paradigm/weighting=pcgrad trainer.accumulate_grad_batches=2",
         "trainer.accumulate_grad_batches",
     ),
+    ("paradigm/method=sideways", "paradigm/method"),
+    ("paradigm=federated paradigm/strategy=fedsgd", "paradigm/strategy"),
+    ("paradigm=federated paradigm.client_dropout=1", "paradigm.client_dropout"),
+    # what a paradigm needs of the data, the trainer and the loggers (paradigms.contract.Needs)
+    ("paradigm=federated data=image_folder data.root=tests", "data"),
+    ("paradigm=distill data=image_folder data.root=tests", "paradigm.cache_teacher"),
+    ("paradigm=federated trainer=ddp_cpu", "trainer.devices"),
+    ("paradigm=federated logger=csv_tensorboard", "logger.tensorboard"),
 ]
 
 

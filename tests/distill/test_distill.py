@@ -21,7 +21,7 @@ from paradigms.distill.module import (
 )
 from paradigms.models.backbone import create_model
 from paradigms.models.classifier import UNLABELLED
-from tests.helpers import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, quiet_trainer, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}
 SCHEDULER = {"name": "constant", "warmup_fraction": 0.0}
@@ -100,16 +100,7 @@ def test_teacher_weights_do_not_change_and_it_stays_in_eval_mode() -> None:
     teacher_before = {k: v.clone() for k, v in module.teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in module.model.state_dict().items()}
     modes = TeacherMode()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=1,
-        callbacks=[modes],
-    )
+    trainer = quiet_trainer(max_epochs=2, num_sanity_val_steps=1, callbacks=[modes])
     trainer.fit(module, datamodule=_digits())
     assert modes.modes and not any(modes.modes), "the teacher left eval mode"
     assert all(not p.requires_grad for p in module.teacher.parameters())

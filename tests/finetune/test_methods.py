@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import timm
 import torch
 from pytorch_lightning.callbacks import Callback
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from datamodules.digits import DigitsDataModule
 from paradigms.finetune.lr_groups import lr_table
@@ -20,7 +19,7 @@ from paradigms.finetune.paradigm import Finetune
 from paradigms.models.backbone import create_pretrained
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.stages import Stages
-from tests.helpers import FAST, cli, run_dirs
+from tests.helpers import FAST, base_model_file, cli, quiet_trainer, run_dirs
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}
@@ -30,20 +29,7 @@ TOP = ("fc.", "layer4.")  # test_resnet's head and its top block group
 
 @pytest.fixture(scope="module")
 def base_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A base model (10 classes) with non-trivial BatchNorm statistics and scales (timm
-    zero-initialises each block's last BatchNorm, which would stop every gradient inside the
-    blocks), saved to a file."""
-    torch.manual_seed(1)
-    model = timm.create_model("test_resnet", num_classes=10)
-    for name, param in model.named_parameters():
-        if "bn" in name and name.endswith("weight"):
-            torch.nn.init.uniform_(param, 0.5, 1.5)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(16, 3, 32, 32))
-    path = tmp_path_factory.mktemp("base") / "base.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return base_model_file(tmp_path_factory.mktemp("base"), scaled_norms=True)
 
 
 def _digits() -> DigitsDataModule:
@@ -54,15 +40,7 @@ def _digits() -> DigitsDataModule:
 
 def _trainer(epochs: int, *callbacks: Callback) -> pl.Trainer:
     pl.seed_everything(0, verbose=False)
-    return pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        callbacks=list(callbacks),
-    )
+    return quiet_trainer(max_epochs=epochs, callbacks=list(callbacks))
 
 
 def _finetune(**settings) -> Finetune:

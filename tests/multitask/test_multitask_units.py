@@ -20,7 +20,7 @@ from paradigms.multitask.tasks import METRICS, Task, parse_tasks
 from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.validation import check_node
-from tests.helpers import ROOT
+from tests.helpers import ROOT, quiet_trainer
 
 NAN = float("nan")
 DIGIT = Task("digit", "multiclass", 3, "cross_entropy", ["acc"], "max")
@@ -172,17 +172,7 @@ def test_gradient_methods_honour_gradient_clipping(tmp_path) -> None:
         {"name": "constant"},
         {"gradient_clip_val": 1e-3, "gradient_clip_algorithm": "norm"},
     )
-    trainer = pl.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=str(tmp_path))
     trainer.fit(module, datamodule=data)
     moved = (nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()
     assert 0 < moved <= 1e-3 * 1.001, moved

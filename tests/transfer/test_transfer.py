@@ -9,16 +9,15 @@ from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
-import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from datamodules.digits import DigitsDataModule
 from paradigms.models.classifier import ClassificationModule
 from paradigms.runner.errors import ConfigError
 from paradigms.transfer.features import FeatureData
 from paradigms.transfer.paradigm import Transfer
-from tests.helpers import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, base_model_file, cli, quiet_trainer, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
 SCHEDULER = {"name": "cosine", "warmup_fraction": 0.0, "min_lr_ratio": 0.01}
@@ -27,30 +26,12 @@ SPEC = {"name": "test_resnet", "in_chans": 3, "img_size": 32}
 
 @pytest.fixture(scope="module")
 def base_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A user's own base model: a timm model (10 classes) saved to a .safetensors file, with
-    non-trivial BatchNorm statistics so that a moved running mean would show."""
-    torch.manual_seed(1)
-    model = timm.create_model("test_resnet", num_classes=10)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(16, 3, 32, 32))
-    path = tmp_path_factory.mktemp("base") / "base.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return base_model_file(tmp_path_factory.mktemp("base"))
 
 
 def _fit(module: pl.LightningModule, data: pl.LightningDataModule) -> None:
     pl.seed_everything(0, verbose=False)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        deterministic=True,
-    )
-    trainer.fit(module, datamodule=data)
+    quiet_trainer(max_epochs=2, deterministic=True).fit(module, datamodule=data)
 
 
 def _digits() -> DigitsDataModule:
