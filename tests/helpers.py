@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -89,6 +93,25 @@ def base_model_file(directory: Path, scaled_norms: bool = False) -> Path:
     path = directory / "base.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+def interrupted(
+    args: list[str], ready: Callable[[], bool], sig: int = signal.SIGKILL, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Runs ``python cli.py <args>`` and sends it ``sig`` once ``ready()`` holds (or after
+    ``timeout`` seconds); returns the stopped process with its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        command = [sys.executable, "cli.py", *args]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None and not ready():
+            time.sleep(0.05)
+        process.send_signal(sig)
+        process.wait(timeout=120)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())
 
 
 def run_dirs(output_root: Path, paradigm: str) -> list[Path]:

@@ -73,9 +73,10 @@ class Federated:
     Config keys: rounds, num_clients, fraction (of clients sampled a round), local_epochs or
     local_steps, batch_size, optimizer (the clients'), strategy (group ``paradigm/strategy``),
     partition (group ``paradigm/partition``), norm (``average`` | ``local``: FedBN),
-    client_dropout (clients that do not return a round), straggler, local_holdout (federated evaluation), processes, progress, top_k, attack
-    (group ``paradigm/attack``: malicious clients), privacy (group ``paradigm/privacy``:
-    DP-FedAvg, off by default), secure_aggregation, secure_bits.
+    client_dropout (the chance that a sampled client does not return), straggler,
+    local_holdout (federated evaluation), processes, progress, top_k, attack (group
+    ``paradigm/attack``: malicious clients), privacy (group ``paradigm/privacy``: DP-FedAvg,
+    off by default), secure_aggregation, secure_bits.
     Reports ``test/*`` of the final global model (and ``privacy/epsilon`` under DP); writes
     metrics.csv (a row per round), accuracy.png, label_distribution.png,
     checkpoints/last_round.pt and model.safetensors; the summary names the malicious clients.

@@ -55,7 +55,7 @@ class Optimizer(Schema):
     """Any timm optimizer by name, with its peak learning rate."""
 
     name = text("adamw")
-    lr = number(0, open_low=True, example="1e-3")
+    lr = number(0, open_low=True, example="1e-3", why="a learning rate must be > 0")
     weight_decay = number(0, example=0.05)
     momentum = number(0, 1, open_high=True, example=0.9)
 

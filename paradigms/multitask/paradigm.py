@@ -91,13 +91,13 @@ class MultiTask:
         self.neck = neck or {}
 
     @property
-    def method(self) -> type[Weighting]:
+    def weighting_class(self) -> type[Weighting]:
         """The weighting's class (the config gives a partial, built once per model)."""
         return getattr(self.weighting, "func", self.weighting)
 
     @property
     def needs(self) -> Needs:
-        return Needs(trainer=PER_TASK_GRADIENTS if self.method.manual else {})
+        return Needs(trainer=PER_TASK_GRADIENTS if self.weighting_class.manual else {})
 
     def reports(self, compare: list[str]) -> list[str]:
         check_compare("multitask", compare, COMPARISONS)
@@ -110,11 +110,11 @@ class MultiTask:
 
     def run(self, context: Context) -> Result:
         tasks = parse_tasks(self.task_specs)
-        method = self.method
-        clip = _manual_clipping(context.stages.trainer) if method.manual else {}
+        kind = self.weighting_class
+        clip = _manual_clipping(context.stages.trainer) if kind.manual else {}
         self._check_data(context, tasks)
         row, seconds = self._train(context, tasks, self.weighting, context.run_dir, clip)
-        rows = [Row(f"multitask ({method.__name__.lower()})", *_fields(row))]
+        rows = [Row(f"multitask ({kind.__name__.lower()})", *_fields(row))]
         metrics = {**row.metrics, "params/multitask": row.total_params, "time_s/multitask": seconds}
         notes = [f"multitask training time: {seconds:.1f} s"]
         if "single_task" in context.compare:

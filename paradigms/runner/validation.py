@@ -65,7 +65,8 @@ class Schema:
         found: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
             for name, rule in vars(klass).items():
-                if isinstance(rule, (Check, Each, tuple)) or _is_schema(rule):
+                checks = isinstance(rule, tuple) and all(isinstance(c, Check) for c in rule)
+                if checks or isinstance(rule, (Check, Each)) or _is_schema(rule):
                     found[name] = rule
         return found
 
@@ -104,8 +105,10 @@ def number(
     open_low: bool = False,
     open_high: bool = False,
     example: float | str,
+    why: str | None = None,
 ) -> Check:
-    """A real number within bounds (``open_*``: the bound itself is excluded)."""
+    """A real number within bounds (``open_*``: the bound itself is excluded); ``why`` says
+    what it is when the bounds alone do not."""
 
     def test(value: Any) -> bool:
         if not _real(value):
@@ -114,7 +117,7 @@ def number(
         below = high is None or (value < high if open_high else value <= high)
         return above and below
 
-    return Check(test, _bounds(low, high, open_low, open_high), f"{{key}}={example}")
+    return Check(test, why or _bounds(low, high, open_low, open_high), f"{{key}}={example}")
 
 
 def whole(low: int = 0, high: int | None = None, *, example: int | None = None) -> Check:
@@ -234,6 +237,6 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
 
 def validate(cfg: DictConfig) -> None:
     """Raises ConfigError for the first value of the composed config that cannot work."""
-    from paradigms.runner.schema import Run
+    from paradigms.runner.schema import Run  # it is declared with this module's pieces
 
     check_node(job_config(cfg), "", Run)

@@ -4,17 +4,12 @@ same global model from 1 and 2 processes."""
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from tests.helpers import ROOT, cli, run_dirs, summary
+from tests.helpers import cli, interrupted, run_dirs, summary
 
 # SCAFFOLD, FedBN, dropouts and stragglers: every piece of state a round carries forward.
 RUN = [
@@ -69,23 +64,12 @@ def test_a_run_writes_rounds_plots_and_summary(full: tuple[Path, str]) -> None:
 
 
 def _kill_after_round(output_root: Path, rounds_done: int) -> Path:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "cli.py", f"paths.output_root={output_root}", *RUN],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
+    def ready() -> bool:
         dirs = run_dirs(output_root, "federated")
         checkpoint = dirs[0] / "checkpoints" / "last_round.pt" if dirs else None
-        if checkpoint and checkpoint.is_file() and len(_rows(dirs[0])) >= rounds_done:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+        return bool(checkpoint and checkpoint.is_file() and len(_rows(dirs[0])) >= rounds_done)
+
+    interrupted([f"paths.output_root={output_root}", *RUN], ready)
     run_dir = run_dirs(output_root, "federated")[0]
     assert not (run_dir / "summary.json").exists(), "killed too late"
     return run_dir

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAST, ROOT, cli, run_dirs, summary
+from tests.helpers import FAST, cli, interrupted, run_dirs, summary
 
 RUN = [*FAST, "paradigm=scratch", "trainer.max_epochs=5"]
 
@@ -21,29 +18,18 @@ def _stop_after_checkpoint(
     output_root: Path, epochs_done: int, run: list[str] = RUN, sig: int = signal.SIGKILL
 ) -> tuple[Path, subprocess.CompletedProcess]:
     """Starts a run and sends it ``sig`` once ``epochs_done`` epochs are checkpointed."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "cli.py", f"paths.output_root={output_root}", *run],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def ready() -> bool:
         dirs = run_dirs(output_root, "scratch")
         metrics = dirs[0] / "metrics.csv" if dirs else None
         if metrics and metrics.is_file() and (dirs[0] / "checkpoints" / "last.ckpt").is_file():
-            epochs = {row["epoch"] for row in csv.DictReader(metrics.open()) if row.get("val/acc")}
-            if len(epochs) >= epochs_done:
-                break
-        time.sleep(0.1)
-    process.send_signal(sig)
-    stdout, stderr = process.communicate(timeout=120)
+            return len(set(_epochs(dirs[0]))) >= epochs_done
+        return False
+
+    process = interrupted([f"paths.output_root={output_root}", *run], ready, sig)
     (run_dir,) = run_dirs(output_root, "scratch")
     assert not (run_dir / "summary.json").exists(), "stopped too late"
-    return run_dir, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return run_dir, process
 
 
 def _kill_after_checkpoint(output_root: Path, epochs_done: int, run: list[str] = RUN) -> Path:

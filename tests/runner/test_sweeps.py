@@ -4,16 +4,11 @@ recorded without stopping the sweep (unless asked), the report, and a resumable 
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
 
-from tests.helpers import ROOT, cli
+from tests.helpers import cli, interrupted
 
 # Hydra's -m goes last: argparse takes no overrides after it once some came before.
 # A real training of a few steps: enough to write checkpoints, metrics and a summary.
@@ -85,37 +80,19 @@ def test_a_wrong_metric_stops_the_sweep_before_the_first_job(out: Path) -> None:
     assert not out.exists()
 
 
-def _optuna_command(out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "cli.py",
-        f"paths.output_root={out}",
-        *TINY,
-        "hparams_search=scratch_optuna",
-        "hydra.sweeper.n_trials=3",
-    ]
+OPTUNA = [*TINY, "hparams_search=scratch_optuna", "hydra.sweeper.n_trials=3"]
 
 
 def test_an_interrupted_optuna_sweep_runs_only_the_missing_trials(out: Path) -> None:
     study_dir = out / "optuna" / "scratch_lr_wd"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        _optuna_command(out),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if (study_dir / "2" / ".hydra").is_dir():  # the third trial has started
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+
+    def third_trial_started() -> bool:
+        return (study_dir / "2" / ".hydra").is_dir()
+
+    interrupted([f"paths.output_root={out}", *OPTUNA], third_trial_started)
     assert not (study_dir / "2" / "summary.json").exists(), "killed too late"
 
-    subprocess.run(_optuna_command(out), cwd=ROOT, env=env, check=True, capture_output=True)
+    cli(*OPTUNA, output_root=out)
 
     assert job_dirs(study_dir) == ["0", "1", "2", "3"], "the restart ran exactly one trial"
     trials = optuna.load_study(
