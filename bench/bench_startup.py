@@ -4,7 +4,7 @@
 ``--against <checkout>`` runs each command alternately here and in another checkout (e.g. the
 lead's main) and adds the ratio, this tree's median over the other's.
 
-    python bench/bench_startup.py [--repeats 3] [--against /path/to/other/checkout]
+    python bench/bench_startup.py [--repeats 3] [--against /path/to/other/checkout] [--answers-only]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    parser.add_argument("--answers-only", action="store_true", help="skip the training start")
     args = parser.parse_args()
     results, reference = {}, {}
     for name, cmd in COMMANDS.items():
@@ -78,13 +79,14 @@ def main() -> None:
         results[name] = median_time(ours)
         if theirs:
             reference[name] = median_time(theirs)
-    with tempfile.TemporaryDirectory() as output_root:
-        results["first training step"] = median_time(
-            [first_step(output_root) for _ in range(args.repeats)]
-        )
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, pytorch_lightning, timm"], check=True)
-    results["(import torch + Lightning + timm)"] = time.perf_counter() - started
+    if not args.answers_only:
+        with tempfile.TemporaryDirectory() as output_root:
+            results["first training step"] = median_time(
+                [first_step(output_root) for _ in range(args.repeats)]
+            )
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, pytorch_lightning, timm"], check=True)
+        results["(import torch + Lightning + timm)"] = time.perf_counter() - started
     table = Table(title="CLI start-up (median wall time)")
     for column in ("command", "seconds", *(("reference", "ratio") if reference else ())):
         table.add_column(column, justify="left" if column == "command" else "right")
