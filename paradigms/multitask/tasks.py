@@ -1,7 +1,8 @@
 """Tasks of a multi-task run, declared in config: type, outputs, head, loss, metrics, direction.
 
-Labels arrive as float tensors with NaN where a label is missing; every loss and metric
-skips those samples, so a task labelled on a fraction of the data trains on that fraction.
+Labels arrive with missing ones marked as ``datamodules.labels`` says (NaN in float labels,
+``IGNORE`` in class indices); every loss and metric skips those samples, so a task labelled
+on a fraction of the data trains on that fraction.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 from torchmetrics import regression as tmr
 
+from datamodules.labels import is_missing
 from paradigms.runner.errors import ConfigError
 
 LOSSES: dict[str, tuple[str, ...]] = {
@@ -60,7 +62,7 @@ class Task:
 
     def valid(self, target: torch.Tensor) -> torch.Tensor:
         """Samples whose label is present (a multi-output label counts when all of it is)."""
-        missing = torch.isnan(target)
+        missing = is_missing(target)
         return ~(missing.flatten(1).any(1) if target.dim() > 1 else missing)
 
     def _select(
@@ -70,7 +72,7 @@ class Task:
         logits, target = logits[keep], target[keep]
         if self.type == "multiclass":
             return logits, target.long()
-        return logits.reshape(target.shape).float(), target
+        return logits.reshape(target.shape).float(), target.float()
 
     def loss_value(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean loss over the labelled samples; an exact zero (still in the graph) when none."""

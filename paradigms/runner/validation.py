@@ -118,6 +118,12 @@ RULES: list[Rule] = [
         "must be null or >= 1",
         "data.train_per_class=10",
     ),
+    (
+        "data.in_memory",
+        lambda v: isinstance(v, bool),
+        "must be true or false",
+        "data.in_memory=false",
+    ),
     ("backbone.in_chans", _positive_int, "must be a whole number >= 1", "backbone.in_chans=3"),
     (
         "backbone.name",
