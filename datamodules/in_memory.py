@@ -1,10 +1,11 @@
 """The base of every datamodule whose data is held in memory as tensors.
 
-A subclass says only how to build its tensors (``build``); this class owns the rest, so
-every in-memory dataset behaves alike: ``splits`` of ``TensorBatches`` (which distillation,
-federated learning and the feature cache read directly), loaders whose order is keyed by
-(seed, epoch) and sharded by rank, one move of each split to the trainer's device, and the
-flags paradigms ask of their data (``in_memory``, ``random_augmentation``).
+A subclass says only how to build its tensors (``build``, or ``splits`` given when it is
+constructed); this class owns the rest, so every in-memory dataset behaves alike: ``splits``
+of ``TensorBatches`` (which distillation, federated learning and the feature cache read
+directly), loaders whose order is keyed by (seed, epoch) and sharded by rank, one move of
+each split to the trainer's device, and the flags paradigms ask of their data
+(``in_memory``, ``random_augmentation``).
 """
 
 from __future__ import annotations

@@ -98,29 +98,30 @@ def feature_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
+def cached_features(
+    datamodule: Any, model: nn.Module, device: torch.device, batch_size: int
+) -> dict[str, TensorBatches]:
+    """(features, labels) of every split of ``datamodule``, computed on ``device``."""
+    training = model.training
+    model.eval().to(device)
+    splits = {
+        split: compute_features(
+            model, getattr(datamodule, f"{split}_dataloader")(), batch_size, device
+        )
+        for split in SPLITS
+    }
+    model.train(training).cpu()
+    check_head_input(model, datamodule, splits["val"])
+    return splits
+
+
 class FeatureData(InMemoryDataModule):
-    """Cached features of a datamodule, batched as that datamodule batches its images;
-    computed once, when it is built."""
+    """Cached features of a datamodule, batched as that datamodule batches its images; they
+    are computed when it is constructed, so it keeps no reference to the model or images."""
 
     def __init__(self, datamodule: Any, model: nn.Module, accelerator: str = "cpu") -> None:
         eval_batch_size = getattr(datamodule, "eval_batch_size", datamodule.batch_size)
         super().__init__(datamodule.batch_size, eval_batch_size, datamodule.seed)
         self.num_classes = datamodule.num_classes
-        self.images, self.model, self.device = datamodule, model, feature_device(accelerator)
-        self.setup()
-
-    def build(self) -> dict[str, TensorBatches]:
-        training = self.model.training
-        self.model.eval().to(self.device)
-        splits = {
-            split: compute_features(
-                self.model,
-                getattr(self.images, f"{split}_dataloader")(),
-                self.eval_batch_size,
-                self.device,
-            )
-            for split in SPLITS
-        }
-        self.model.train(training).cpu()
-        check_head_input(self.model, self.images, splits["val"])
-        return splits
+        device = feature_device(accelerator)
+        self.splits = cached_features(datamodule, model, device, eval_batch_size)
