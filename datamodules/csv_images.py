@@ -6,9 +6,10 @@ label cell is empty is dropped. The multi-task paradigm sets ``tasks`` to the la
 it trains, and each batch is ``(images, label_1, ..., label_T)`` in that order, as float:
 a column of numbers as written (class ids 0..n-1, 0/1, or real values), a column of names as
 class indices; an empty cell is a missing label (NaN, skipped by that task's loss and
-metrics; ``datamodules.labels``). Images are read from their files every epoch, so a table
-of 50,000 images needs no more memory than its batches; ``in_memory=true`` decodes them once
-into tensors for small tables, or for paradigms that need tensors.
+metrics; ``datamodules.labels``). Images are read from their files every epoch (only paths
+and labels are held), so a table of 50,000 images fits where its pixels would not;
+``in_memory=true`` decodes them once into tensors, for small tables or for paradigms that
+need tensors.
 """
 
 from __future__ import annotations

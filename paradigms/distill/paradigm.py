@@ -60,7 +60,12 @@ def in_memory(datamodule: Any, key: str, off: str) -> TensorBatches:
     """The datamodule's training split as tensors, which caching and a transfer set extend."""
     train = getattr(datamodule, "splits", {}).get("train")
     if not isinstance(train, TensorBatches):
-        raise ConfigError(key, "set", "this data is not held in memory as tensors", f"{key}={off}")
+        raise ConfigError(
+            key,
+            "set",
+            "this data is not held in memory as tensors",
+            f"data.in_memory=true (images read from files), or {key}={off}",
+        )
     return train
 
 
