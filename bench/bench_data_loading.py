@@ -1,9 +1,10 @@
-"""Data-loading throughput of data=image_folder with the default transforms: 0 vs 2 workers.
+"""Data-loading throughput of data=image_folder with the default transforms: 0 vs 2 workers,
+and data.in_memory=true (every split decoded once, with the evaluation transform).
 
 Writes an image folder of digits (PNG, upscaled to --file-size px) to a temp dir, then times
-full passes of the training loader (timm augmentation) and the validation loader (resize and
-centre crop), in images/s. Decoding and transforms run on the CPU, so the figures depend on
-how many cores are free.
+full passes of the training loader (timm augmentation; in memory: none) and the validation
+loader (resize and centre crop), in images/s; the in-memory column also reports its one-time
+decode. Decoding and transforms run on the CPU, so the figures depend on how many cores are free.
 python bench/bench_data_loading.py [--per-class 100] [--image-size 224] [--epochs 2]
 """
 
@@ -40,8 +41,11 @@ def write_folder(root: Path, per_class: int, file_size: int) -> int:
     return count
 
 
-def throughput(root: Path, workers: int, split: str, args: argparse.Namespace) -> float:
-    """Images per second over ``args.epochs`` passes of one loader (after one warm-up batch)."""
+def throughput(
+    root: Path, workers: int, split: str, args: argparse.Namespace, in_memory: bool = False
+) -> tuple[float, float]:
+    """Images per second over ``args.epochs`` passes of one loader (after one warm-up batch),
+    and the seconds ``setup`` took (the decode, in memory)."""
     dm = ImageFolderDataModule(
         root=str(root),
         backbone=args.backbone,
@@ -51,15 +55,18 @@ def throughput(root: Path, workers: int, split: str, args: argparse.Namespace) -
         val_fraction=0.45,  # a validation split as large as the training one, to time both
         test_fraction=0.05,
         loader={"num_workers": workers, "pin_memory": False, "persistent_workers": workers > 0},
+        in_memory=in_memory,
     )
+    started = time.perf_counter()
     dm.setup()
+    setup = time.perf_counter() - started
     loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
     next(iter(loader))
     images, started = 0, time.perf_counter()
     for epoch in range(args.epochs):
         loader.sampler.set_epoch(epoch)
         images += sum(len(labels) for _, labels in loader)
-    return images / (time.perf_counter() - started)
+    return images / (time.perf_counter() - started), setup
 
 
 def main() -> None:
@@ -74,17 +81,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     table = Table(title="image_folder loading throughput (images/s)")
-    for column in ("split", *(f"{w} workers" for w in args.workers), "speed-up"):
+    columns = [f"{w} workers" for w in args.workers]
+    for column in (
+        "split",
+        *columns,
+        "speed-up",
+        f"in memory (decoded by {args.workers[-1]} workers)",
+    ):
         table.add_column(column, justify="right")
     record = {"args": vars(args), "python": platform.python_version(), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         count = write_folder(Path(tmp), args.per_class, args.file_size)
         record["images"] = count
         for split in ("train", "eval"):
-            rates = [throughput(Path(tmp), w, split, args) for w in args.workers]
+            rates = [throughput(Path(tmp), w, split, args)[0] for w in args.workers]
+            memory, decode = throughput(Path(tmp), args.workers[-1], split, args, in_memory=True)
             record[split] = dict(zip(map(str, args.workers), rates, strict=True))
+            record[split] |= {"in_memory": memory, "in_memory_decode_s": decode}
             speedup = f"{rates[-1] / rates[0]:.2f}x"
-            table.add_row(split, *(f"{r:,.0f}" for r in rates), speedup)
+            cached = f"{memory:,.0f} (decode {decode:.1f} s)"
+            table.add_row(split, *(f"{r:,.0f}" for r in rates), speedup, cached)
     Console().print(table)
     write_result("data_loading", record)
 

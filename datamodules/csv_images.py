@@ -1,4 +1,16 @@
-"""Images listed in a CSV file: one path column and one or more label columns (tasks)."""
+"""Images listed in a CSV file: a path column and one label column per task.
+
+The one reader of tables, for every paradigm. A single-label paradigm trains on one label
+column of class names (or numbers), mapped to indices 0..n-1 in sorted order; a row whose
+label cell is empty is dropped. The multi-task paradigm sets ``tasks`` to the label columns
+it trains, and each batch is ``(images, label_1, ..., label_T)`` in that order, as float:
+a column of numbers as written (class ids 0..n-1, 0/1, or real values), a column of names as
+class indices; an empty cell is a missing label (NaN, skipped by that task's loss and
+metrics; ``datamodules.labels``). Images are read from their files every epoch (only paths
+and labels are held), so a table of 50,000 images fits where its pixels would not;
+``in_memory=true`` decodes them once into tensors, for small tables or for paradigms that
+need tensors.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.images import SPLITS, Files, ImageDataModule, Labelled, label_index
+from datamodules.images import SPLITS, Files, ImageDataModule, Labelled
+from datamodules.labels import label_index, label_values
 from paradigms.runner.errors import ConfigError
 
 
 class CsvDataModule(ImageDataModule):
-    """Rows of ``csv``: ``path_column`` (relative to ``root``) and ``label_columns``.
+    """Rows of ``csv``: ``path_column`` (relative to ``root``) and the label columns.
 
-    Each label column is a task; an empty cell is a missing label (``IGNORE``; with one task
-    the row is dropped). ``split_column`` (optional) assigns rows to train/val/test; splits it
-    does not name are carved out of train. Config keys: root, csv, path_column,
-    label_columns, split_column, plus those of ``ImageDataModule``. Raises ConfigError for a
-    missing file or column, or unknown split names.
+    Config keys: root, csv (a path as the shell sees it), path_column, label_columns (one
+    task each), split_column (optional: train | val | test per row; splits it does not name
+    are carved out of train), tasks (set by the multi-task paradigm: the label columns it
+    trains, in its order, replacing label_columns), plus those of ``ImageDataModule``.
+    Raises ConfigError for a missing file, folder or column, or unknown split names.
     """
 
     def __init__(
@@ -29,23 +42,35 @@ class CsvDataModule(ImageDataModule):
         path_column: str = "path",
         label_columns: list[str] | str = "label",
         split_column: str | None = None,
+        tasks: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
         self.csv = Path(csv).expanduser()
         self.path_column = path_column
-        self.label_columns = (
-            [label_columns] if isinstance(label_columns, str) else list(label_columns)
-        )
+        self.multitask = tasks is not None
+        columns = tasks if self.multitask else label_columns
+        self.label_columns = [columns] if isinstance(columns, str) else list(columns)
         self.split_column = split_column
 
-    def read(self) -> tuple[dict[str, Labelled], dict[str, list[str]]]:
+    @property
+    def task_outputs(self) -> dict[str, int | None]:
+        """The head outputs each task needs: its number of classes, or None where the file
+        cannot tell (numbers, or two names: a binary task or two classes)."""
+        _, tasks = self.read()
+        return {
+            name: None if not names or len(names) == 2 else len(names)
+            for name, names in tasks.items()
+        }
+
+    def read(self) -> tuple[dict[str, Labelled], dict[str, list[str] | None]]:
         rows = self._rows()
         paths = [str(self.root / row[self.path_column]) for row in rows]
+        encode = label_values if self.multitask else label_index
         columns, tasks = [], {}
         for column in self.label_columns:
-            labels, tasks[column] = label_index([row[column] for row in rows])
+            labels, tasks[column] = encode([row[column] for row in rows])
             columns.append(labels)
         labels = columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
         everything = Labelled(Files(paths), labels)
@@ -80,8 +105,9 @@ class CsvDataModule(ImageDataModule):
             reader = csv.DictReader(handle)
             rows = list(reader)
             header = reader.fieldnames or []
+        labels = "paradigm.tasks" if self.multitask else "data.label_columns"
         wanted = {self.path_column: "data.path_column", self.split_column: "data.split_column"}
-        wanted.update({column: "data.label_columns" for column in self.label_columns})
+        wanted.update({column: labels for column in self.label_columns})
         for column, key in wanted.items():
             if column is not None and column not in header:
                 raise ConfigError(

@@ -12,16 +12,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from datamodules.loading import TensorBatches, tensor_loader
+from datamodules.in_memory import InMemoryDataModule
+from datamodules.loading import TensorBatches
 
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(InMemoryDataModule):
     """Digits resized to ``image_size`` with ``in_chans`` channels, held in memory.
 
     Config keys: classes, train_per_class, val_fraction, test_fraction, split_seed, shift
@@ -48,7 +48,7 @@ class DigitsDataModule(pl.LightningDataModule):
         seed: int = 0,
         translate: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed)
         self.translate = translate
         # Without random augmentation a frozen backbone's features can be cached.
         self.random_augmentation = translate > 0
@@ -60,20 +60,14 @@ class DigitsDataModule(pl.LightningDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.shift = dict(shift or {})
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.mean = mean
         self.std = std
-        self.seed = seed
-        self.splits: dict[str, TensorBatches] = {}
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def build(self) -> dict[str, TensorBatches]:
         digits = load_digits()
         keep = np.isin(digits.target, self.classes)
         images = digits.images[keep].astype(np.float32) / 16.0
@@ -88,9 +82,11 @@ class DigitsDataModule(pl.LightningDataModule):
         )
         train = self._few_labels(train, labels)
         tensors = self._sample_tensors(self._to_tensor(images), labels)
+        splits = {}
         for name, idx in (("train", train), ("val", val), ("test", test)):
             idx_t = torch.as_tensor(np.sort(idx))
-            self.splits[name] = TensorBatches(*(t[idx_t] for t in tensors))
+            splits[name] = TensorBatches(*(t[idx_t] for t in tensors))
+        return splits
 
     def _sample_tensors(self, pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, ...]:
         """What a batch holds, per sample: the images and their class (multitask adds labels)."""
@@ -113,15 +109,6 @@ class DigitsDataModule(pl.LightningDataModule):
         x = (x - self.mean) / self.std
         return x.expand(-1, self.in_chans, -1, -1).contiguous()
 
-    def _loader(self, split: str, shuffle: bool) -> torch.utils.data.DataLoader:
-        rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        )
-        batch = self.batch_size if shuffle else self.eval_batch_size
-        if self.trainer is not None:
-            self.splits[split] = self.splits[split].to(self.trainer.strategy.root_device)
-        return tensor_loader(self.splits[split], batch, shuffle, self.seed, rank, world)
-
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         """Random translation of a whole training batch at once, on its device."""
         if not self.translate or self.trainer is None or not self.trainer.training:
@@ -132,15 +119,6 @@ class DigitsDataModule(pl.LightningDataModule):
         theta[:, :, 2] = (torch.rand(len(x), 2, device=x.device) * 2 - 1) * 2 * self.translate
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return (F.grid_sample(x, grid, padding_mode="border", align_corners=False), *batch[1:])
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 def apply_shift(x: torch.Tensor, shift: dict, seed: int) -> torch.Tensor:

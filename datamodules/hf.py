@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.images import IGNORE, ImageDataModule, Labelled, label_index
+from datamodules.images import ImageDataModule, Labelled
+from datamodules.labels import IGNORE, label_index
 from paradigms.runner.errors import ConfigError
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}

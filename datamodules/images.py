@@ -7,8 +7,16 @@ a seeded stratified split of whatever split the source lacks, transforms resolve
 backbone (``datamodules.transforms``), unreadable files named or skipped, and loaders whose
 order is keyed by (seed, epoch) and sharded by rank (``datamodules.loading``).
 
-Labels are a vector (one task) or a matrix (one column per task, ``IGNORE`` where a label is
-missing), so a multi-task paradigm reads ``tasks`` and a single-task one ``num_classes``.
+Images are read from their files every epoch, so a dataset of any size trains with random
+augmentation; ``in_memory=true`` instead decodes every split once, with the deterministic
+evaluation transform, into tensors held in memory (``datamodules.in_memory``'s splits), for
+data that fits in RAM and for the paradigms that need tensors (distillation's caches,
+federated clients).
+
+Labels are a vector (one task) or a matrix (one column per task) of class indices, or of
+floats for a multi-task table, missing as ``datamodules.labels`` says; a batch is
+``(images, label_1, ..., label_T)``. A multi-task paradigm reads ``tasks``, a single-task one
+``num_classes``.
 """
 
 from __future__ import annotations
@@ -24,11 +32,11 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.loading import sample_loader
+from datamodules.labels import is_missing
+from datamodules.loading import TensorBatches, sample_loader, split_loader
 from datamodules.transforms import Transform, build_transforms
 from paradigms.runner.errors import ConfigError
 
-IGNORE = -100  # a missing label; nn.CrossEntropyLoss's default ignore_index
 MODES = {1: "L", 3: "RGB"}
 SPLITS = ("train", "val", "test")
 
@@ -55,7 +63,7 @@ class Files:
 @dataclass
 class Labelled:
     """Some images of a source (``load(i)``/``name(i)``, picklable for loader workers) and
-    their labels: [N] or [N, tasks] class indices."""
+    their labels: [N] or [N, tasks], class indices (int) or multi-task labels (float)."""
 
     source: Any
     labels: np.ndarray
@@ -76,13 +84,15 @@ class Labelled:
 
 
 class ImageSamples(Dataset):
-    """One transformed image and its label per item; ``None`` for a skipped unreadable file."""
+    """One transformed image and its labels per item, ``(image, label_1, ..., label_T)``;
+    ``None`` for a skipped unreadable file."""
 
     def __init__(
         self, images: Labelled, transform: Transform, mode: str, skip_bad_files: bool
     ) -> None:
         self.images = images
-        self.labels = torch.as_tensor(images.labels, dtype=torch.long)
+        floating = images.labels.dtype.kind == "f"
+        self.labels = torch.as_tensor(images.labels, dtype=torch.float if floating else torch.long)
         self.transform = transform
         self.mode = mode
         self.skip_bad_files = skip_bad_files
@@ -90,7 +100,7 @@ class ImageSamples(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...] | None:
         try:
             image = self.images.load(index).convert(self.mode)
         except (OSError, ValueError, SyntaxError) as error:  # what PIL raises for bad files
@@ -102,7 +112,8 @@ class ImageSamples(Dataset):
                 ) from error
             warnings.warn(f"skipping unreadable image {name} ({error})", stacklevel=1)
             return None
-        return self.transform(image), self.labels[index]
+        labels = self.labels[index]
+        return self.transform(image), *(labels.unbind() if labels.dim() else (labels,))
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -112,8 +123,9 @@ class ImageDataModule(pl.LightningDataModule):
     in_chans, classes, train_per_class, val_fraction, test_fraction, split_seed, batch_size,
     eval_batch_size, mean, std, interpolation, crop_pct (null: the backbone's), augment
     (timm create_transform training options), loader (num_workers, pin_memory,
-    persistent_workers), skip_bad_files. Raises ConfigError for unknown classes, a split
-    too small to stratify, or a single-task read of data with several label columns.
+    persistent_workers), skip_bad_files, in_memory (decode every split once into tensors,
+    with the evaluation transform). Raises ConfigError for unknown classes, a split too small
+    to stratify, or a single-task read of data with several label columns.
     """
 
     def __init__(
@@ -132,6 +144,7 @@ class ImageDataModule(pl.LightningDataModule):
         augment: dict[str, Any] | None = None,
         loader: dict[str, Any] | None = None,
         skip_bad_files: bool = False,
+        in_memory: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -156,13 +169,17 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment = dict(augment or {})
         self.loader = dict(loader or {})
         self.skip_bad_files = skip_bad_files
+        self.in_memory = in_memory
+        # Without random augmentation a frozen backbone's features can be cached.
+        self.random_augmentation = self.augment.get("enabled", True) and not in_memory
         self.seed = seed
-        self.tasks: dict[str, list[str]] = {}
-        self.splits: dict[str, ImageSamples] = {}
+        self.tasks: dict[str, list[str] | None] = {}
+        self.splits: dict[str, ImageSamples | TensorBatches] = {}
 
-    def read(self) -> tuple[dict[str, Labelled], dict[str, list[str]]]:
+    def read(self) -> tuple[dict[str, Labelled], dict[str, list[str] | None]]:
         """The source's images, as ``{"all": ...}`` or some of train/val/test, and its tasks:
-        {task name: class names}, one task per label column, in column order."""
+        {task name: class names, or None for labels that are numbers}, one task per label
+        column, in column order."""
         raise NotImplementedError
 
     @property
@@ -180,8 +197,9 @@ class ImageDataModule(pl.LightningDataModule):
         if self.splits:
             return
         found, self.tasks = self.read()
-        if len(self.tasks) == 1:  # an image without its one label teaches nothing
-            found = {k: v.subset(np.flatnonzero(v.labels >= 0)) for k, v in found.items()}
+        if one_class_label(next(iter(found.values())).labels):
+            # an image without its one label teaches nothing
+            found = {k: v.subset(np.flatnonzero(~is_missing(v.labels))) for k, v in found.items()}
         found = self._split(self._keep_classes(found))
         found["train"] = self._few_labels(found["train"])
         training, evaluation = build_transforms(
@@ -189,8 +207,17 @@ class ImageDataModule(pl.LightningDataModule):
         )
         mode = MODES[self.in_chans]
         for name in SPLITS:
-            transform = training if name == "train" else evaluation
+            transform = training if name == "train" and not self.in_memory else evaluation
             self.splits[name] = ImageSamples(found[name], transform, mode, self.skip_bad_files)
+        if self.in_memory:
+            self.splits = {name: self._decode(samples) for name, samples in self.splits.items()}
+
+    def _decode(self, samples: ImageSamples) -> TensorBatches:
+        """Every image of ``samples`` transformed once, with its labels, as tensors."""
+        workers = {**self.loader, "persistent_workers": False}
+        loader = sample_loader(samples, self.eval_batch_size, False, self.seed, workers=workers)
+        batches = list(loader)
+        return TensorBatches(*(torch.cat(column) for column in zip(*batches, strict=True)))
 
     def _primary(self, labels: np.ndarray) -> np.ndarray:
         return labels if labels.ndim == 1 else labels[:, 0]
@@ -199,7 +226,7 @@ class ImageDataModule(pl.LightningDataModule):
         """Only the configured classes, relabelled 0..n-1 in the source's order."""
         if self.classes is None:
             return found
-        if len(self.tasks) != 1:
+        if not one_class_label(next(iter(found.values())).labels):
             raise ConfigError(
                 "data.classes",
                 self.classes,
@@ -231,10 +258,10 @@ class ImageDataModule(pl.LightningDataModule):
         return found
 
     def _stratified(self, pool: Labelled, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        labels = self._primary(pool.labels)
-        counts = np.bincount(labels[labels >= 0])
+        labels = pool.labels
         # each class needs two members to be stratified; several tasks are split at random
-        stratify = labels if len(self.tasks) == 1 and (counts != 1).all() else None
+        one = one_class_label(labels) and (np.bincount(labels) != 1).all()
+        stratify = labels if one else None
         try:
             return train_test_split(
                 np.arange(len(labels)),
@@ -258,27 +285,23 @@ class ImageDataModule(pl.LightningDataModule):
         order = np.random.default_rng(self.split_seed).permutation(len(labels))
         picked = [
             order[labels[order] == c][: self.train_per_class]
-            for c in np.unique(labels[labels >= 0])
+            for c in np.unique(labels[~is_missing(labels)])
         ]
         return train.subset(np.sort(np.concatenate(picked)))
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        )
-        batch = self.batch_size if shuffle else self.eval_batch_size
-        return sample_loader(
-            self.splits[split], batch, shuffle, self.seed, rank, world, self.loader
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return split_loader(self, "train", shuffle=True, workers=self.loader)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return split_loader(self, "val", shuffle=False, workers=self.loader)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return split_loader(self, "test", shuffle=False, workers=self.loader)
+
+
+def one_class_label(labels: np.ndarray) -> bool:
+    """Whether ``labels`` are one class index per image (not several, not multi-task floats)."""
+    return labels.ndim == 1 and labels.dtype.kind != "f"
 
 
 def _class_index(wanted: Any, names: list[str]) -> int:
@@ -290,16 +313,3 @@ def _class_index(wanted: Any, names: list[str]) -> int:
     raise ConfigError(
         "data.classes", wanted, "no such class in the data", f"pick from {names[:20]}"
     )
-
-
-def label_index(values: list[Any], names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Class indices of raw label values, and the class names (sorted, numbers numerically);
-    an empty value is ``IGNORE``."""
-    present = {str(v) for v in values if v is not None and str(v) != ""}
-    if names is None:
-        numeric = all(v.lstrip("-").isdigit() for v in present)
-        names = sorted(present, key=int if numeric else str)
-    lookup = {name: i for i, name in enumerate(names)}
-    return np.array(
-        [lookup.get(str(v), IGNORE) if v not in (None, "") else IGNORE for v in values]
-    ), names

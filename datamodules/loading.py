@@ -145,6 +145,25 @@ def sample_loader(
     )
 
 
+def split_loader(
+    datamodule: Any, split: str, shuffle: bool, workers: dict[str, Any] | None = None
+) -> DataLoader:
+    """The loader of ``datamodule.splits[split]`` in this process: rank and world size come
+    from the attached trainer; tensors in memory move to the trainer's device once (kept
+    there for the next epoch) and are batched by indexing, other datasets are read per sample.
+    ``datamodule`` holds ``splits``, ``batch_size`` (training), ``eval_batch_size`` and ``seed``.
+    """
+    trainer = datamodule.trainer
+    rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+    batch = datamodule.batch_size if shuffle else datamodule.eval_batch_size
+    data = datamodule.splits[split]
+    if not isinstance(data, TensorBatches):
+        return sample_loader(data, batch, shuffle, datamodule.seed, rank, world, workers)
+    if trainer is not None:
+        data = datamodule.splits[split] = data.to(trainer.strategy.root_device)
+    return tensor_loader(data, batch, shuffle, datamodule.seed, rank, world)
+
+
 def collate_present(batch: list[Any]) -> Any:
     """``default_collate`` of the samples that could be read (skipped ones are ``None``)."""
     return default_collate([item for item in batch if item is not None])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from datamodules.digits import DigitsDataModule
+from datamodules.loading import TensorBatches
 from paradigms.runner.errors import ConfigError
 
 TASKS = ("digit", "rotation", "parity", "ink")
@@ -20,7 +21,7 @@ TASKS = ("digit", "rotation", "parity", "ink")
 
 class MultiTaskDigitsDataModule(DigitsDataModule):
     """Batches ``(images, label_1, ..., label_T)`` in the order of ``tasks``, labels as float
-    (NaN = missing). Tasks: digit (multiclass, one class per kept digit), rotation
+    (NaN = missing, as ``datamodules.labels`` says). Tasks: digit (multiclass, one class per kept digit), rotation
     (multiclass over ``rotations``), parity (binary: odd digit), ink (regression: mean
     brightness in [0, 1]).
 
@@ -67,18 +68,17 @@ class MultiTaskDigitsDataModule(DigitsDataModule):
                     f"data.missing.{name}=0.5",
                 )
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def build(self) -> dict[str, TensorBatches]:
         self._check()
-        super().setup(stage)
-        labels = self.splits["train"].tensors[1:]
+        splits = super().build()
+        labels = splits["train"].tensors[1:]
         rng = np.random.default_rng(self.split_seed + 1)
         for name, share in self.missing.items():
             if name in self.tasks:
                 column = labels[self.tasks.index(name)]
                 hidden = rng.permutation(len(column))[: round(share * len(column))]
                 column[torch.as_tensor(hidden)] = float("nan")
+        return splits
 
     def _sample_tensors(self, pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, ...]:
         turns = np.random.default_rng(self.split_seed).integers(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from paradigms.runner.errors import ConfigError
-from paradigms.runner.validation import Schema, join, number, optional, whole
+from paradigms.runner.validation import Schema, flag, join, number, optional, whole
 
 
 class Data(Schema):
@@ -49,6 +49,7 @@ class Files(Data):
     """A datamodule that reads files under ``root`` (unless it is about to download them)."""
 
     image_size = optional(whole(1, example=224))
+    in_memory = flag()
 
     @classmethod
     def relations(cls, node: dict[str, Any], at: str) -> None:
@@ -61,4 +62,3 @@ class Files(Data):
 
 
 ImageFolderDataModule = CsvDataModule = TorchvisionDataModule = HFDataModule = Files
-CsvTasksDataModule = Files

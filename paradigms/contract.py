@@ -71,7 +71,7 @@ class Because(NamedTuple):
 class Needs:
     """What a paradigm needs of the run: every split in memory as tensors (``tensors``: why,
     or None for any datamodule; a datamodule holds tensors when its class sets ``in_memory =
-    True``), the trainer settings it cannot run under (``trainer``: key -> Check) and the
+    True`` or its config says ``in_memory: true``), the trainer settings it cannot run under (``trainer``: key -> Check) and the
     loggers it can feed (``loggers``: class names, or None for any)."""
 
     tensors: Because | None = None
@@ -94,10 +94,12 @@ def check_needs(needs: Needs, config: dict[str, Any]) -> None:
     """Stops before any work when the run's data, trainer or loggers are not what the
     paradigm needs (``config``: the run's resolved config)."""
     data = config["data"]
-    if needs.tensors and not getattr(get_class(data["_target_"]), "in_memory", False):
+    held = data.get("in_memory", getattr(get_class(data["_target_"]), "in_memory", False))
+    if needs.tensors and not held:
         key, why, fix = needs.tensors
         source = data["_target_"].rsplit(".", 1)[-1]
         value = source if key == "data" else OmegaConf.select(OmegaConf.create(config), key)
+        fix = f"data.in_memory=true (decodes the files once), or {fix}"
         raise ConfigError(key, value, f"{why}; {source} reads its samples from files", fix)
     for key, check in needs.trainer.items():
         check(f"trainer.{key}", config["trainer"].get(key))

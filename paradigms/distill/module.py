@@ -19,8 +19,9 @@ from timm.optim import param_groups_weight_decay
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from datamodules.labels import IGNORE, is_missing
 from datamodules.loading import TensorBatches
-from paradigms.models.classifier import UNLABELLED, ClassificationModule
+from paradigms.models.classifier import ClassificationModule
 
 # The frozen teacher is in eval mode on purpose; Lightning warns about every such module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -36,7 +37,7 @@ def kd_loss(
 ) -> torch.Tensor:
     """alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
 
-    The CE averages over the labelled examples only (``UNLABELLED`` ones have none); the KL
+    The CE averages over the labelled examples only (missing ones, ``IGNORE``, have none); the KL
     term over every example, so unlabelled images of a transfer set still teach."""
     soft = F.kl_div(
         F.log_softmax(student / temperature, dim=1),
@@ -44,7 +45,7 @@ def kd_loss(
         reduction="batchmean",
         log_target=True,
     )
-    labelled = labels != UNLABELLED
+    labelled = ~is_missing(labels)
     hard = criterion(student, labels) if labelled.any() else student.new_zeros(())
     return alpha * hard + (1.0 - alpha) * temperature**2 * soft
 
@@ -204,7 +205,7 @@ def _chunks(data: TensorBatches, batch_size: int) -> Iterable[tuple[torch.Tensor
 
 def with_transfer_set(labelled: TensorBatches, transfer: TensorBatches) -> TensorBatches:
     """The labelled training data followed by the transfer set's images, unlabelled."""
-    unlabelled = torch.full_like(transfer.tensors[1], UNLABELLED)
+    unlabelled = torch.full_like(transfer.tensors[1], IGNORE)
     return TensorBatches(
         torch.cat([labelled.tensors[0], transfer.tensors[0]]),
         torch.cat([labelled.tensors[1], unlabelled]),

@@ -10,15 +10,15 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from datamodules.labels import IGNORE
 from paradigms.models.optim import build_optimizer, build_schedule
 
-UNLABELLED = -100  # a label that cross-entropy and the metrics skip (distillation's transfer set)
 SPLITS = ("train", "val", "test")
 
 
 def accuracy_metrics(num_classes: int, top_k: int) -> MetricCollection:
     """Top-1 accuracy, plus top-k when k is below the number of classes."""
-    common = {"average": "micro", "ignore_index": UNLABELLED}
+    common = {"average": "micro", "ignore_index": IGNORE}  # missing labels (datamodules.labels)
     metrics = {"acc": MulticlassAccuracy(num_classes, **common)}
     if 1 < top_k < num_classes:
         metrics[f"acc_top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, **common)
@@ -59,9 +59,7 @@ class ClassificationModule(pl.LightningModule):
         self.optimizer_cfg = optimizer
         self.scheduler_cfg = scheduler
         self.param_groups = param_groups
-        self.criterion = nn.CrossEntropyLoss(
-            label_smoothing=label_smoothing, ignore_index=UNLABELLED
-        )
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing, ignore_index=IGNORE)
         metrics = accuracy_metrics(num_classes, top_k)
         self.metrics = nn.ModuleDict(
             {f"{split}_metrics": metrics.clone(prefix=f"{split}/") for split in SPLITS}

@@ -141,7 +141,7 @@ class MultiTask:
 
     def _check_data(self, context: Context, tasks: list[Task]) -> None:
         """Every task must be one the data labels, with the number of outputs it has."""
-        outputs = context.datamodule().task_outputs
+        outputs = context.datamodule({"tasks": [t.name for t in tasks]}).task_outputs
         for task in tasks:
             if task.name not in outputs:
                 raise ConfigError(

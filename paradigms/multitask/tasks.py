@@ -1,7 +1,8 @@
 """Tasks of a multi-task run, declared in config: type, outputs, head, loss, metrics, direction.
 
-Labels arrive as float tensors with NaN where a label is missing; every loss and metric
-skips those samples, so a task labelled on a fraction of the data trains on that fraction.
+Labels arrive with missing ones marked as ``datamodules.labels`` says (NaN in float labels,
+``IGNORE`` in class indices); every loss and metric skips those samples, so a task labelled
+on a fraction of the data trains on that fraction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch.nn.functional as F
 from torchmetrics import Metric, MetricCollection
 from torchmetrics import classification as tmc
 from torchmetrics import regression as tmr
+
+from datamodules.labels import is_missing
 
 METRICS: dict[str, dict[str, Any]] = {
     "multiclass": {
@@ -51,7 +54,7 @@ class Task:
 
     def valid(self, target: torch.Tensor) -> torch.Tensor:
         """Samples whose label is present (a multi-output label counts when all of it is)."""
-        missing = torch.isnan(target)
+        missing = is_missing(target)
         return ~(missing.flatten(1).any(1) if target.dim() > 1 else missing)
 
     def _select(
@@ -61,7 +64,7 @@ class Task:
         logits, target = logits[keep], target[keep]
         if self.type == "multiclass":
             return logits, target.long()
-        return logits.reshape(target.shape).float(), target
+        return logits.reshape(target.shape).float(), target.float()
 
     def loss_value(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean loss over the labelled samples; an exact zero (still in the graph) when none."""

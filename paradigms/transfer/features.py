@@ -4,7 +4,7 @@ When every layer below the head is frozen and the training images are the same e
 the backbone maps each image to the same feature vector every epoch; computing it once and
 training the head on the stored vectors gives the same result for a fraction of the cost.
 The cached splits are batched exactly as the datamodule batches its images
-(``datamodules.loading.tensor_loader``, same seed and batch sizes), so the head sees the same
+(``datamodules.loading``, same seed and batch sizes), so the head sees the same
 batches in the same order as it would through the backbone.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from datamodules.loading import TensorBatches, tensor_loader
+from datamodules.in_memory import InMemoryDataModule
+from datamodules.loading import TensorBatches
 from paradigms.runner.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -98,42 +98,30 @@ def feature_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-class FeatureData(pl.LightningDataModule):
-    """Cached features of a datamodule, batched as that datamodule batches its images."""
+def cached_features(
+    datamodule: Any, model: nn.Module, device: torch.device, batch_size: int
+) -> dict[str, TensorBatches]:
+    """(features, labels) of every split of ``datamodule``, computed on ``device``."""
+    training = model.training
+    model.eval().to(device)
+    splits = {
+        split: compute_features(
+            model, getattr(datamodule, f"{split}_dataloader")(), batch_size, device
+        )
+        for split in SPLITS
+    }
+    model.train(training).cpu()
+    check_head_input(model, datamodule, splits["val"])
+    return splits
+
+
+class FeatureData(InMemoryDataModule):
+    """Cached features of a datamodule, batched as that datamodule batches its images; they
+    are computed when it is constructed, so it keeps no reference to the model or images."""
 
     def __init__(self, datamodule: Any, model: nn.Module, accelerator: str = "cpu") -> None:
-        super().__init__()
+        eval_batch_size = getattr(datamodule, "eval_batch_size", datamodule.batch_size)
+        super().__init__(datamodule.batch_size, eval_batch_size, datamodule.seed)
         self.num_classes = datamodule.num_classes
-        self.batch_size = datamodule.batch_size
-        self.eval_batch_size = getattr(datamodule, "eval_batch_size", datamodule.batch_size)
-        self.seed = datamodule.seed
         device = feature_device(accelerator)
-        training = model.training
-        model.eval().to(device)
-        self.splits: dict[str, TensorBatches] = {
-            split: compute_features(
-                model,
-                getattr(datamodule, f"{split}_dataloader")(),
-                self.eval_batch_size,
-                device,
-            )
-            for split in SPLITS
-        }
-        model.train(training).cpu()
-        check_head_input(model, datamodule, self.splits["val"])
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        rank, world = (
-            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        )
-        batch = self.batch_size if shuffle else self.eval_batch_size
-        return tensor_loader(self.splits[split], batch, shuffle, self.seed, rank, world)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        self.splits = cached_features(datamodule, model, device, eval_batch_size)

@@ -35,6 +35,7 @@ BAD = [
     ("paradigm=finetune backbone.weights=none", "backbone.weights"),
     ("paradigm=scratch data=image_folder", "data.root"),
     ("paradigm=scratch data=image_folder data.root=/no/such/folder", "data.root"),
+    ("paradigm=scratch data=image_folder data.root=. data.in_memory=maybe", "data.in_memory"),
     (
         "paradigm=federated paradigm/partition=dirichlet paradigm.partition.alpha=0",
         "paradigm.partition.alpha",

@@ -12,8 +12,9 @@ import torch
 
 from datamodules.csv_images import CsvDataModule
 from datamodules.image_folder import ImageFolderDataModule
-from datamodules.images import IGNORE, BadImageError
-from datamodules.loading import EpochBatchSampler, EpochSampler
+from datamodules.images import BadImageError
+from datamodules.labels import IGNORE
+from datamodules.loading import EpochBatchSampler, EpochSampler, TensorBatches
 from datamodules.torchvision_sets import TorchvisionDataModule
 from paradigms.runner.errors import ConfigError
 from tests.datamodules.images_on_disk import csv_dataset, digits, image_folder, write_image
@@ -79,6 +80,8 @@ def test_csv_label_columns_are_tasks_with_missing_labels(tmp_path: Path) -> None
     assert dm.tasks == {"digit": [str(d) for d in range(10)], "parity": ["even", "odd"]}
     labels = dm.splits["train"].labels
     assert labels.shape[1] == 2 and (labels[:, 1] == IGNORE).any()
+    images, digit, parity = next(iter(dm.train_dataloader()))
+    assert len(images) == len(digit) == len(parity) and digit.dtype == torch.long
     with pytest.raises(ConfigError, match="tasks \\['digit', 'parity'\\]"):
         dm.num_classes  # noqa: B018
     single = CsvDataModule(label_columns=["parity"], **options, **COMMON)
@@ -86,6 +89,23 @@ def test_csv_label_columns_are_tasks_with_missing_labels(tmp_path: Path) -> None
     assert single.num_classes == 2 and (single.splits["train"].labels >= 0).all()
     with pytest.raises(ConfigError, match="data.label_columns='grade'.*no such column"):
         CsvDataModule(label_columns=["grade"], **options, **COMMON).setup()
+
+
+def test_in_memory_holds_the_evaluation_images_as_tensors(tmp_path: Path) -> None:
+    root = str(image_folder(tmp_path / "folder"))
+    files = ImageFolderDataModule(root=root, **COMMON)
+    cached = ImageFolderDataModule(root=root, in_memory=True, **COMMON)
+    files.setup(), cached.setup()
+    assert files.random_augmentation and not cached.random_augmentation
+    assert all(isinstance(split, TensorBatches) for split in cached.splits.values())
+    for split in ("train", "val", "test"):
+        samples = files.splits[split]
+        evaluation = samples.transform if split != "train" else files.splits["val"].transform
+        images = torch.stack([evaluation(samples.images.load(i).convert("RGB")) for i in range(4)])
+        assert torch.equal(cached.splits[split].tensors[0][:4], images)
+        assert torch.equal(cached.splits[split].tensors[1], samples.labels)
+    shuffled = [labels for _, labels in cached.train_dataloader()]
+    assert sorted(torch.cat(shuffled).tolist()) == sorted(files.splits["train"].labels.tolist())
 
 
 def test_empty_class_folder_and_mismatched_splits_stop(tmp_path: Path) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import pytest
+import pytorch_lightning as pl
 import torch
 
 from datamodules.digits import DigitsDataModule
 from datamodules.loading import EpochBatchSampler
+from datamodules.multitask_digits import MultiTaskDigitsDataModule
 
 
 def _setup(**kwargs) -> DigitsDataModule:
@@ -62,3 +67,68 @@ def test_ranks_get_equal_disjoint_shards() -> None:
         shards.append([i for batch in sampler for i in batch])
     assert len(shards[0]) == len(shards[1]) == 26
     assert set(shards[0]) | set(shards[1]) == set(range(51))
+
+
+def _batches_digest(datamodule: DigitsDataModule, translate: bool = False) -> str:
+    """A hash of the values and dtypes of three training batches of epochs 0 and 1 (randomly
+    translated when ``translate``) and of every validation and test batch."""
+    datamodule.setup("fit")
+    digest = hashlib.sha256()
+
+    def add(batch: tuple[torch.Tensor, ...]) -> None:
+        for tensor in batch:
+            digest.update(str(tensor.dtype).encode())
+            digest.update(tensor.contiguous().numpy().tobytes())
+
+    for epoch in (0, 1):
+        loader = datamodule.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for step, batch in zip(range(3), loader, strict=False):
+            if translate:
+                torch.manual_seed(step)
+                batch = datamodule.on_after_batch_transfer(batch, 0)
+            add(batch)
+    for batch in [*datamodule.val_dataloader(), *datamodule.test_dataloader()]:
+        add(batch)
+    return digest.hexdigest()[:16]
+
+
+# Digests measured on main before the datamodules shared a base (commit 35e86db): the same
+# seed must give the same batches, bit for bit.
+BEFORE = {
+    "default": "34760a7370e2ad2e",
+    "subset_fewshot_shift": "7f59e60b17a06401",
+    "multitask_missing": "ae2e75afc0027a0e",
+}
+CASES = {
+    "default": lambda: DigitsDataModule(seed=3, batch_size=32),
+    "subset_fewshot_shift": lambda: DigitsDataModule(
+        classes=[5, 6, 7, 8, 9],
+        train_per_class=4,
+        shift={"rotate": 30, "invert": True, "noise": 0.1},
+        image_size=16,
+        in_chans=1,
+        mean=0.2,
+        std=0.3,
+        batch_size=8,
+    ),
+    "multitask_missing": lambda: MultiTaskDigitsDataModule(
+        tasks=["digit", "rotation", "parity", "ink"],
+        missing={"parity": 0.5, "ink": 0.2},
+        image_size=16,
+        seed=1,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_batches_are_bit_identical_to_before_the_shared_base(case: str) -> None:
+    assert _batches_digest(CASES[case]()) == BEFORE[case]
+
+
+def test_translated_batches_are_bit_identical_to_before_the_shared_base() -> None:
+    datamodule = DigitsDataModule(translate=0.2, seed=2)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.training = True  # translation applies to training batches only
+    datamodule.trainer = trainer
+    assert _batches_digest(datamodule, translate=True) == "33697fb6b58c33eb"

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from datamodules.digits import DigitsDataModule
+from datamodules.labels import IGNORE
 from paradigms.distill.module import (
     DistillationModule,
     Teacher,
@@ -20,7 +21,6 @@ from paradigms.distill.module import (
     with_transfer_set,
 )
 from paradigms.models.backbone import create_model
-from paradigms.models.classifier import UNLABELLED
 from tests.helpers import FAST, cli, quiet_trainer, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}
@@ -52,19 +52,19 @@ def test_kd_loss_is_hintons_formula_with_the_t_squared_factor() -> None:
 def test_unlabelled_examples_teach_through_the_kd_term_only() -> None:
     student = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
     teacher = torch.tensor([[1.0, 1.0, 0.0], [-1.0, 2.0, 2.5]])
-    criterion = nn.CrossEntropyLoss(ignore_index=UNLABELLED)
-    hidden = torch.tensor([UNLABELLED, UNLABELLED])
+    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE)
+    hidden = torch.tensor([IGNORE, IGNORE])
     soft_only = kd_loss(student, teacher, torch.tensor([0, 2]), 2.0, 0.0, criterion)
     assert kd_loss(student, teacher, hidden, 2.0, 0.5, criterion).item() == pytest.approx(
         0.5 * soft_only.item()
     ), "a batch without labels has no CE term (not NaN)"
-    one = kd_loss(student, teacher, torch.tensor([0, UNLABELLED]), 2.0, 1.0, criterion)
+    one = kd_loss(student, teacher, torch.tensor([0, IGNORE]), 2.0, 1.0, criterion)
     assert one.item() == pytest.approx(
         nn.functional.cross_entropy(student[:1], torch.tensor([0])).item()
     )
     labelled = _digits().splits["train"]
     both = with_transfer_set(labelled, _digits(train_per_class=None).splits["train"])
-    assert len(both) > len(labelled) and (both.tensors[1][len(labelled) :] == UNLABELLED).all()
+    assert len(both) > len(labelled) and (both.tensors[1][len(labelled) :] == IGNORE).all()
 
 
 def _digits(**kwargs) -> DigitsDataModule:

@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from datamodules.csv_images import CsvDataModule
+from datamodules.labels import IGNORE
 from datamodules.multitask_digits import MultiTaskDigitsDataModule
 from paradigms.multitask.model import build_model
 from paradigms.multitask.module import MultiTaskModule
@@ -34,7 +36,10 @@ INK = Task("ink", "regression", 1, "mse", ["mse", "mae"], "min")
         (DIGIT, torch.tensor([0.0, NAN, 2.0, NAN, 1.0])),
         (PARITY, torch.tensor([1.0, NAN, 0.0, NAN, 1.0])),
         (INK, torch.tensor([0.2, NAN, 0.7, NAN, 0.1])),
+        (DIGIT, torch.tensor([0, IGNORE, 2, IGNORE, 1])),
+        (PARITY, torch.tensor([1, IGNORE, 0, IGNORE, 1])),
     ],
+    ids=["digit", "parity", "ink", "digit_class_index", "parity_class_index"],
 )
 def test_masked_labels_contribute_nothing(task: Task, target: torch.Tensor) -> None:
     logits = torch.randn(5, task.num_outputs, generator=torch.Generator().manual_seed(0))
@@ -178,30 +183,38 @@ def test_gradient_methods_honour_gradient_clipping(tmp_path) -> None:
     assert 0 < moved <= 1e-3 * 1.001, moved
 
 
-def test_csv_tasks_reads_a_real_csv_and_image_folder(tmp_path) -> None:
+@pytest.mark.parametrize("in_memory", [False, True], ids=["files", "in_memory"])
+def test_the_csv_datamodule_serves_the_tasks_of_a_real_csv(tmp_path: Path, in_memory: bool) -> None:
     from PIL import Image
 
-    from datamodules.csv_tasks import CsvTasksDataModule
-
-    lines = ["path,shape,bright"]
+    lines = ["path,shape,bright,size"]
     for i in range(20):
         Image.new("RGB", (10, 12), (i * 10, 0, 255 - i * 10)).save(tmp_path / f"img{i}.png")
-        lines.append(f"img{i}.png,{i % 3},{'' if i % 4 == 0 else i % 2}")
-    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
-    data = CsvTasksDataModule(
-        str(tmp_path), tasks=["bright", "shape"], image_size=8, val_fraction=0.2, test_fraction=0.2
-    )
+        size = ("small", "medium", "large")[i % 3]
+        lines.append(f"img{i}.png,{i % 3},{'' if i % 4 == 0 else i % 2},{size}")
+    table = tmp_path / "labels.csv"
+    table.write_text("\n".join(lines) + "\n")
+    options = {"root": str(tmp_path), "csv": str(table), "backbone": "test_resnet"}
+    options |= {"image_size": 8, "val_fraction": 0.2, "test_fraction": 0.2, "in_memory": in_memory}
+    options["loader"] = {"num_workers": 0}
+    data = CsvDataModule(tasks=["bright", "shape", "size"], **options)
+    assert data.task_outputs == {"bright": None, "shape": None, "size": 3}
     data.setup("fit")
     sizes = {name: len(split) for name, split in data.splits.items()}
     assert sizes == {"val": 4, "test": 4, "train": 12}
-    batch = next(iter(data.train_dataloader()))
-    images, bright, shape = batch
-    assert images.shape[1:] == (3, 8, 8)
-    missing = sum(torch.isnan(s.tensors[1]).sum().item() for s in data.splits.values())
-    assert missing == 5, "the empty cells (rows 0, 4, 8, 12, 16) are missing labels"
-    assert set(shape.tolist()) <= {0.0, 1.0, 2.0}
-    with pytest.raises(ConfigError, match="no column"):
-        CsvTasksDataModule(str(tmp_path), tasks=["colour"]).setup("fit")
+    loaders = (data.train_dataloader, data.val_dataloader, data.test_dataloader)
+    batches = [batch for make in loaders for batch in make()]
+    images, bright, shape, size = (torch.cat(column) for column in zip(*batches, strict=True))
+    assert images.shape[1:] == (3, 8, 8) and bright.dtype == shape.dtype == torch.float
+    assert torch.isnan(bright).sum() == 5, "the empty cells (rows 0, 4, 8, 12, 16) are missing"
+    assert set(shape.tolist()) == {0.0, 1.0, 2.0}, "numbers are served as written"
+    assert torch.equal(size, 2 - shape), "names are class indices in sorted order"
+    one = CsvDataModule(tasks=["size"], **options)
+    one.setup("fit")
+    val = next(iter(one.val_dataloader()))
+    assert torch.equal(val[0], next(iter(data.val_dataloader()))[0]), "the same split for one task"
+    with pytest.raises(ConfigError, match="paradigm.tasks='colour'.*no such column"):
+        CsvDataModule(tasks=["colour"], **options).setup("fit")
 
 
 @pytest.mark.parametrize(
