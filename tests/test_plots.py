@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from conftest import FAST, cli, run_dirs, summary
-from paradigms.runner import plots
 from paradigms.contract import Row
+from paradigms.runner import plots
 
 
 def assert_picture(path: Path | None) -> None:

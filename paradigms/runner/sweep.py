@@ -24,12 +24,15 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from paradigms.runner.errors import ConfigError, reported
 from paradigms.runner.run_dirs import register_resolvers
+from paradigms.runner.slurm import check_request
+from paradigms.runner.slurm import register_resolvers as register_slurm_resolvers
 from paradigms.runner.sweep_report import JOB_FILE, write_report
 from paradigms.runner.validation import compare_list, validate
 
 # A job in another process (joblib, submitit) resolves the run-dir interpolations there, and
 # Hydra imports this module there before the job starts.
 register_resolvers()
+register_slurm_resolvers()
 
 # Overrides that change which metrics a job reports: with one of these swept, each job
 # checks its own metric instead of the sweep checking the base config's.
@@ -48,6 +51,7 @@ def check_before_sweep(config: DictConfig) -> None:
     a typo costs one line instead of a sweep of failed jobs; exits 2 on a ConfigError."""
     with reported(Path(config.hydra.sweep.dir), fresh=False, debug=config.debug):
         validate(config)
+        check_request(config)
         if swept_keys(config) & _METRIC_KEYS:
             return
         from hydra.utils import instantiate

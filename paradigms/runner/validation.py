@@ -127,6 +127,12 @@ RULES: list[Rule] = [
     ),
     ("nonfinite", lambda v: v in ("stop", "skip"), "must be stop or skip", "nonfinite=stop"),
     (
+        "threads",
+        lambda v: v == "auto" or _positive_int(v),
+        "must be auto or a whole number >= 1",
+        "threads=auto (or a count, e.g. threads=4)",
+    ),
+    (
         "backbone.trust_pickle",
         lambda v: isinstance(v, bool),
         "must be true or false",
