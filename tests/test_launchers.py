@@ -20,6 +20,9 @@ def test_a_submitit_job_writes_its_run_directory(out: Path) -> None:
     assert job_dirs(sweep) == ["0"]
     summary = json.loads((sweep / "0" / "summary.json").read_text())
     assert summary["run_dir"] == str(sweep / "0")
+    assert summary["threads"]["cpus_per_task"] == summary["threads"]["torch"] == 1, (
+        "the job keeps to the one core slurm_local.yaml gives it"
+    )
     assert list((sweep / ".submitit").glob("*/*_log.out")), "submitit ran it as its own job"
     assert [r["status"] for r in report(sweep)] == ["completed"]
 
@@ -32,7 +35,8 @@ def test_ddp_in_a_multirun_makes_one_directory(out: Path) -> None:
     assert [p.name for p in out.iterdir()] == ["multirun"]
     (sweep,) = sweep_dirs(out)
     assert job_dirs(sweep) == ["0"]
-    assert (sweep / "0" / "summary.json").is_file()
+    threads = json.loads((sweep / "0" / "summary.json").read_text())["threads"]
+    assert threads["local_processes"] == 2, "the two ranks share the job's cores"
     (best,) = (sweep / "0" / "checkpoints").glob("best-*.ckpt")
     assert best.name == "best-000.ckpt"
     tested = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
