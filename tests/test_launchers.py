@@ -1,5 +1,6 @@
-"""Jobs in other processes: a submitit job (the SLURM launcher's path, run locally), and DDP
-inside a multirun, which must make one job directory, not re-launch the sweep."""
+"""Jobs in other processes: a submitit job (the SLURM launcher's path, run locally), parallel
+workers forked from one server (hydra/launcher=parallel), and DDP inside a multirun, which must
+make one job directory, not re-launch the sweep."""
 
 from __future__ import annotations
 
@@ -44,3 +45,26 @@ def test_ddp_in_a_multirun_makes_one_directory(out: Path) -> None:
     assert all(torch.equal(v, tested[f"model.{k}"]) for k, v in exported.items()), (
         "the exported model is the tested (best) one, not the spawned ranks' last weights"
     )
+
+
+def test_a_parallel_sweep_hands_a_failed_jobs_error_back(out: Path) -> None:
+    """The workers' results travel back by pickle: a job's ConfigError too (fail_fast)."""
+    process = cli(
+        *TINY,
+        "hydra/launcher=parallel",
+        "sweep.fail_fast=true",
+        "paradigm.optimizer.lr=-1,1e-3",
+        "-m",
+        output_root=out,
+        check=False,
+    )
+    assert process.returncode == 1
+    assert (
+        process.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "paradigm.optimizer.lr=-1: a learning rate must be > 0. Fix: paradigm.optimizer.lr=1e-3"
+        )
+    )
+    (sweep,) = sweep_dirs(out)
+    assert (sweep / "1" / "summary.json").is_file(), "the job beside it ran to its end"

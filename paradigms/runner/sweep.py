@@ -20,6 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from paradigms.runner.errors import ConfigError, reported
@@ -68,6 +69,15 @@ def check_before_sweep(config: DictConfig) -> None:
         check_optimized_metric(config.optimized_metric, paradigm.reports(compare))
 
 
+def warm_up_launcher(config: DictConfig) -> None:
+    """Lets a launcher that prepares its workers (``hydra/launcher=parallel`` imports torch in
+    its fork server) start now, while the sweep is checked, instead of after the check."""
+    target = OmegaConf.select(config, "hydra.launcher._target_")
+    warm_up = getattr(get_class(target), "warm_up", None) if target else None
+    if warm_up is not None:
+        warm_up(**OmegaConf.to_container(config.hydra.launcher, resolve=True))
+
+
 def multirun_strategy(trainer: dict[str, Any], multirun: bool) -> dict[str, Any]:
     """The Trainer config with ``ddp`` replaced by ``ddp_spawn`` inside a multirun.
 
@@ -105,6 +115,7 @@ class SweepCallback(Callback):
         self._started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        warm_up_launcher(config)
         check_before_sweep(config)
         sweeper = OmegaConf.select(config, "hydra.sweeper._target_") or ""
         launcher = OmegaConf.select(config, "hydra.launcher._target_") or ""
