@@ -5,9 +5,10 @@ the sequential launcher (basic), ``hydra/launcher=parallel`` (workers forked fro
 imported torch once; each job takes its share of the cores) and Hydra's joblib launcher (each
 worker imports torch again); launchers alternate within each repeat and the median wall time
 is kept. Also the median job time (``job.json``) and the load average around the runs (the
-cores may be shared).
+cores may be shared). ``--launchers slurm_local --seeds 1`` and ``--seeds 2`` give a submitit
+job's time alone and beside another.
 
-    python bench/bench_sweep_parallel.py [--repeats 3] [--epochs 3] [--seeds 4]
+    python bench/bench_sweep_parallel.py [--repeats 3] [--epochs 3] [--seeds 4] [--launchers ...]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LAUNCHERS = {
     "sequential": [],
     "parallel": ["hydra/launcher=parallel"],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "slurm_local": ["hydra/launcher=slurm_local"],  # all jobs at once, 1 core each
 }
 
 
@@ -61,7 +63,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--launchers", default=",".join(LAUNCHERS), help="comma-separated")
+    parser.add_argument(
+        "--launchers", default="sequential,parallel,joblib", help=", ".join(LAUNCHERS)
+    )
     args = parser.parse_args()
     names = args.launchers.split(",")
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
