@@ -32,15 +32,9 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.basecontainer import BaseContainer
 
+from paradigms.runner.threads import concurrent_jobs, usable_cpus
+
 log = logging.getLogger(__name__)
-
-
-def concurrent_jobs(n_jobs: int) -> int:
-    """``n_jobs`` as joblib reads it: -1 is one per usable core, -2 all but one, ..."""
-    from paradigms.runner.threads import concurrent_jobs as jobs_at_once
-    from paradigms.runner.threads import usable_cpus
-
-    return jobs_at_once({"n_jobs": n_jobs}, usable_cpus())
 
 
 class ForkserverLauncher(Launcher):
@@ -73,7 +67,7 @@ class ForkserverLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        workers = min(concurrent_jobs(self.n_jobs), len(job_overrides))
+        workers = min(concurrent_jobs({"n_jobs": self.n_jobs}, usable_cpus()), len(job_overrides))
         log.info(f"Launching {len(job_overrides)} jobs, {workers} at a time, in {sweep_dir}")
         for index, overrides in enumerate(job_overrides, initial_job_idx):
             log.info(f"\t#{index} : {' '.join(filter_overrides(overrides))}")
