@@ -25,9 +25,12 @@ from paradigms.runner.run_dirs import (
     resumed_config,
     resumes_saved_run,
 )
+from paradigms.runner.slurm import register_resolvers as register_slurm_resolvers
 from paradigms.runner.sweep import multirun_strategy
+from paradigms.runner.threads import machine, use_cores
 
 register_resolvers()
+register_slurm_resolvers()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -42,6 +45,12 @@ def main(cfg: DictConfig) -> float:
                 cfg, list(hydra_cfg.overrides.task), set(hydra_cfg.runtime.choices)
             )
         checked = preflight(cfg)  # validates before torch loads; one line per problem
+        threads = use_cores(
+            OmegaConf.select(cfg, "threads", default="auto"),  # runs saved before it: auto
+            OmegaConf.to_container(hydra_cfg.launcher, resolve=True) if multirun else {},
+            OmegaConf.to_container(cfg.trainer, resolve=True),
+            OmegaConf.select(cfg, "data.loader.num_workers", default=0) or 0,
+        )
 
         import pytorch_lightning as pl
 
@@ -83,6 +92,8 @@ def main(cfg: DictConfig) -> float:
                     "paradigm": paradigm_name,
                     "optimized_metric": cfg.optimized_metric,
                     "wall_time_s": round(time.perf_counter() - started, 2),
+                    "threads": threads,
+                    "machine": machine(),
                 },
             )
             plots = plot_run(run_dir, result.rows)

@@ -51,6 +51,11 @@ class Run(Schema):
 
     seed = whole(0, example=0)
     nonfinite = one_of("stop", "skip")
+    threads = Check(
+        lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        "must be auto or a whole number >= 1",
+        "threads=auto (or a count, e.g. threads=4)",
+    )
     debug = flag()
     optimized_metric = Check(
         lambda v: isinstance(v, str) and bool(re.fullmatch(r"([\w-]+/)*(val|test)/\w+", v)),

@@ -20,17 +20,21 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from paradigms.runner.errors import ConfigError, reported
 from paradigms.runner.preflight import preflight
 from paradigms.runner.run_dirs import register_resolvers
+from paradigms.runner.slurm import check_request
+from paradigms.runner.slurm import register_resolvers as register_slurm_resolvers
 from paradigms.runner.sweep_report import JOB_FILE, write_report
 from paradigms.runner.validation import validate
 
 # A job in another process (joblib, submitit) resolves the run-dir interpolations there, and
 # Hydra imports this module there before the job starts.
 register_resolvers()
+register_slurm_resolvers()
 
 # Values that change what a job reports; with one of these (or a config group) swept, each
 # job makes its own pre-flight checks instead of the sweep checking the base config.
@@ -55,6 +59,16 @@ def check_before_sweep(config: DictConfig) -> None:
             validate(config)
         else:
             preflight(config)
+        check_request(config)
+
+
+def warm_up_launcher(config: DictConfig) -> None:
+    """Lets a launcher that prepares its workers (``hydra/launcher=parallel`` imports torch in
+    its fork server) start now, while the sweep is checked, instead of after the check."""
+    target = OmegaConf.select(config, "hydra.launcher._target_")
+    warm_up = getattr(get_class(target), "warm_up", None) if target else None
+    if warm_up is not None:
+        warm_up(**OmegaConf.to_container(config.hydra.launcher, resolve=True))
 
 
 def multirun_strategy(trainer: dict[str, Any], multirun: bool) -> dict[str, Any]:
@@ -94,6 +108,7 @@ class SweepCallback(Callback):
         self._started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        warm_up_launcher(config)
         check_before_sweep(config)
         sweeper = OmegaConf.select(config, "hydra.sweeper._target_") or ""
         launcher = OmegaConf.select(config, "hydra.launcher._target_") or ""

@@ -32,6 +32,7 @@ BAD = [
     ("paradigm.label_smoothing=1.5", "paradigm.label_smoothing"),
     ("paradigm.scheduler.name=step", "paradigm.scheduler.name"),
     ("nonfinite=ignore", "nonfinite"),
+    ("threads=0", "threads"),
     ("paradigm=finetune backbone.weights=none", "backbone.weights"),
     ("paradigm=scratch data=image_folder", "data.root"),
     ("paradigm=scratch data=image_folder data.root=/no/such/folder", "data.root"),

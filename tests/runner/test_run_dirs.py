@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from paradigms.runner.run_dirs import register_resolvers, run_dir
+from paradigms.runner.slurm import register_resolvers as register_slurm_resolvers
 from tests.helpers import ROOT, cli, run_dirs
 from tests.runner.test_sweeps import TINY
 
@@ -78,10 +79,11 @@ def test_a_requeued_slurm_job_continues_its_last_checkpoint(
 )
 def test_every_experiment_search_and_launcher_composes(choice: str) -> None:
     register_resolvers()
+    register_slurm_resolvers()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[choice], return_hydra_config=True)
     assert cfg.paradigm._target_.startswith("paradigms.")
     if choice.startswith("hparams_search"):
         assert cfg.hydra.sweeper.params and cfg.hydra.sweeper.storage.startswith("sqlite:///")
-    if choice == "hydra/launcher=slurm":
-        assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
+    if choice == "hydra/launcher=slurm":  # the default trainer: one CPU process
+        assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.gpus_per_node) == (1, 0)
