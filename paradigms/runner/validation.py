@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from paradigms.models.names import unknown_model_hint
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.extras import check_extras
 from paradigms.runner.run_dirs import find_run_dir, resumes_saved_run
 
 Rule = tuple[str, Callable[[Any], bool], str, str]
@@ -158,6 +159,7 @@ def compare_list(value: Any, default: tuple[str, ...] = ()) -> list[str]:
 
 def validate(cfg: DictConfig) -> None:
     """Raises ConfigError for the first value that cannot work."""
+    check_extras(cfg)
     for key, ok, why, fix in RULES:
         value = _value(cfg, key)
         if value is not _MISSING and not ok(value):
