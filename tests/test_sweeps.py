@@ -1,5 +1,6 @@
 """Multiruns through the real CLI: one sweep directory, one directory per job, failed jobs
-recorded without stopping the sweep (unless asked), the report, and a resumable Optuna study."""
+recorded without stopping the sweep (unless asked), the report, and a resumable Optuna study
+(our sweeper, hydra_plugins/paradigms_optuna; more in test_optuna_sweeper.py)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,8 @@ def test_an_interrupted_optuna_sweep_runs_only_the_missing_trials(out: Path) -> 
     ).get_trials()
     states = [t.state.name for t in trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[3].params == trials[2].params, "the killed trial's point is tried again"
+    assert trials[3].user_attrs == {"retry_of": 2}
     assert [r["status"] for r in report(study_dir)] == [
         "completed",
         "completed",
