@@ -81,6 +81,19 @@ def test_a_failed_trial_is_recorded_and_a_restart_tries_again(out: Path) -> None
     assert [t.state.name for t in _trials(out)] == ["FAIL", "FAIL"]
     assert job_dirs(out / "optuna" / STUDY) == ["0", "1"]
 
+    turned = cli(
+        *TINY,
+        "hparams_search=scratch_optuna",
+        "hydra.sweeper.direction=minimize",
+        output_root=out,
+        check=False,
+    )  # Optuna itself would keep the stored direction
+    assert turned.returncode == 2
+    assert turned.stderr.strip().splitlines()[-1] == (
+        "error: hydra.sweeper.direction='minimize': the stored study scratch_lr_wd is to "
+        "maximize. Fix: keep its direction, or give a new hydra.sweeper.study_name"
+    )
+
 
 def test_a_sampler_and_a_pruner_chosen_by_name(out: Path) -> None:
     _search(

@@ -107,13 +107,14 @@ def test_an_interrupted_optuna_sweep_runs_only_the_missing_trials(out: Path) -> 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # a bound only: the kill comes once the third trial starts
     while time.monotonic() < deadline and process.poll() is None:
         if (study_dir / "2" / ".hydra").is_dir():  # the third trial has started
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert (study_dir / "2" / ".hydra").is_dir(), "killed before the third trial started"
     assert not (study_dir / "2" / "summary.json").exists(), "killed too late"
 
     subprocess.run(_optuna_command(out), cwd=ROOT, env=env, check=True, capture_output=True)

@@ -94,19 +94,29 @@ def grid_size(space: Space) -> int:
     return math.prod(len(values) for values in grid(space).values())
 
 
-def tell(
-    study: optuna.Study, trial: optuna.trial.Trial, job: JobReturn
-) -> optuna.trial.FrozenTrial:
+def tell(study: optuna.Study, trial: optuna.trial.Trial, job: JobReturn) -> None:
     """Records a finished job in its trial: COMPLETE with its value, PRUNED when the pruner
     stopped it, FAIL when it failed (a failed job reaches here as NaN unless
     ``sweep.fail_fast``, whose error is raised again to stop the sweep)."""
     try:
         value = float(job.return_value)
     except optuna.TrialPruned:
-        return study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        _told(study, trial, state=optuna.trial.TrialState.PRUNED)
+        return
     except Exception:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _told(study, trial, state=optuna.trial.TrialState.FAIL)
         raise
     if math.isnan(value):
-        return study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    return study.tell(trial, value)
+        _told(study, trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        _told(study, trial, values=value)
+
+
+def _told(study: optuna.Study, trial: optuna.trial.Trial, **outcome: Any) -> None:
+    """``study.tell``. Under ask-and-tell, GridSampler raises RuntimeError ("Study.stop ...")
+    once its last point is told, after the trial is stored (Optuna's GridSampler docs)."""
+    try:
+        study.tell(trial, **outcome)
+    except RuntimeError as error:
+        if "Study.stop" not in str(error):
+            raise

@@ -1,5 +1,5 @@
-"""Our Optuna sweeper (``hydra/sweeper=optuna``, conf/hydra/sweeper/optuna.yaml), on Optuna's
-public ask-and-tell API.
+"""Our Optuna sweeper (``hydra/sweeper=paradigms_optuna``, its options in
+conf/hydra/sweeper/paradigms_optuna.yaml), on Optuna's public ask-and-tell API.
 
 The study lives in ``storage`` (SQLite in the sweep directory, whose name does not change), so
 the same command run again continues it: ``n_trials`` is how many finished trials (completed or
@@ -90,22 +90,21 @@ class OptunaSweeper(Sweeper):
         grid_sampler = str((self.sampler or {}).get("name", "")).lower() in ("grid", "gridsampler")
         extra = {"search_space": grid(space)} if grid_sampler else {}
         sampler, pruner = make_sampler(self.sampler, len(stored), **extra), make_pruner(self.pruner)
-        try:
-            study = optuna.create_study(
-                study_name=self.study_name,
-                storage=self.storage,
-                sampler=sampler,
-                pruner=pruner,
-                direction=self.direction,
-                load_if_exists=True,
-            )
-        except ValueError as error:  # a stored study optimized in the other direction
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=self.storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        if study.direction.name.lower() != self.direction:  # Optuna keeps the stored one
             raise ConfigError(
                 "hydra.sweeper.direction",
                 self.direction,
-                str(error).splitlines()[0],
-                "keep the stored study's direction, or give a new hydra.sweeper.study_name",
-            ) from error
+                f"the stored study {self.study_name} is to {study.direction.name.lower()}",
+                "keep its direction, or give a new hydra.sweeper.study_name",
+            )
         _retry_killed(study)
         finished = len(
             study.get_trials(
