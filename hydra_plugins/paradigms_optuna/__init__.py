@@ -1,1 +1,1 @@
-"""Hydra's Optuna sweeper, made resumable. Hydra loads sweepers only from ``hydra_plugins``."""
+"""Our Optuna sweeper for Hydra (Hydra loads sweepers only from ``hydra_plugins``)."""

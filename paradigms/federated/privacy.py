@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-from opacus.accountants import RDPAccountant
 
 State = dict[str, torch.Tensor]
 
@@ -79,6 +78,8 @@ class ClientDP:
         """Privacy spent after ``rounds`` rounds, from opacus' RDP accountant."""
         if self.noise_multiplier == 0:
             return math.inf
+        from opacus.accountants import RDPAccountant  # the dp extra: only runs with DP need it
+
         accountant = RDPAccountant()
         for _ in range(rounds):
             accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=sample_rate)

@@ -99,9 +99,10 @@ class SweepCallback(Callback):
     """Checks a sweep before it starts, records each job, and reports the sweep at its end.
 
     A failed job is recorded (``job.json``, and its traceback in ``error.txt``) and the sweep
-    goes on: the job is handed back to the sweeper as a NaN result, which Optuna stores as a
-    failed trial. ``sweep.fail_fast=true`` leaves the failure to Hydra, which stops the sweep
-    with the job's error (with the default launcher, right after that job).
+    goes on: the job is handed back to the sweeper as a NaN result, which our Optuna sweeper
+    stores as a failed trial (a trial its pruner stopped stays an error, recorded as pruned).
+    ``sweep.fail_fast=true`` leaves the failure to Hydra, which stops the sweep with the job's
+    error (with the default launcher, right after that job).
     """
 
     def __init__(self) -> None:
@@ -127,15 +128,17 @@ class SweepCallback(Callback):
         job_dir = Path(config.hydra.runtime.output_dir)
         failed = job_return.status == JobStatus.FAILED
         error = job_return._return_value if failed else None
+        # An Optuna pruner stopped the trial (paradigms/runner/pruning.py): the sweeper records it.
+        pruned = type(error).__name__ == "TrialPruned"
         record = {
             "num": config.hydra.job.num,
             "overrides": list(job_return.overrides or []),
-            "status": "failed" if failed else "completed",
+            "status": "pruned" if pruned else "failed" if failed else "completed",
             "error": _one_line(error) if failed else None,
             "wall_time_s": round(time.perf_counter() - self._started, 2),
         }
         (job_dir / JOB_FILE).write_text(json.dumps(record, indent=2))
-        if not failed or config.sweep.fail_fast:
+        if not failed or pruned or config.sweep.fail_fast:
             return
         if not isinstance(error, ConfigError):
             trace = "".join(traceback.format_exception(error))

@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.extras import check_extras
 
 MISSING = "???"  # OmegaConf's mandatory value, left for the user to set
 
@@ -239,4 +240,5 @@ def validate(cfg: DictConfig) -> None:
     """Raises ConfigError for the first value of the composed config that cannot work."""
     from paradigms.runner.schema import Run  # it is declared with this module's pieces
 
+    check_extras(cfg)
     check_node(job_config(cfg), "", Run)

@@ -1,5 +1,6 @@
 """Multiruns through the real CLI: one sweep directory, one directory per job, failed jobs
-recorded without stopping the sweep (unless asked), the report, and a resumable Optuna study."""
+recorded without stopping the sweep (unless asked), the report, and a resumable Optuna study
+(our sweeper, hydra_plugins/paradigms_optuna; more in test_optuna_sweeper.py)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_an_interrupted_optuna_sweep_runs_only_the_missing_trials(out: Path) -> 
     def third_trial_started() -> bool:
         return (study_dir / "2" / ".hydra").is_dir()
 
-    interrupted([f"paths.output_root={out}", *OPTUNA], third_trial_started)
+    interrupted([f"paths.output_root={out}", *OPTUNA], third_trial_started, timeout=900)
+    assert third_trial_started(), "killed before the third trial started"
     assert not (study_dir / "2" / "summary.json").exists(), "killed too late"
 
     cli(*OPTUNA, output_root=out)
@@ -100,6 +102,8 @@ def test_an_interrupted_optuna_sweep_runs_only_the_missing_trials(out: Path) -> 
     ).get_trials()
     states = [t.state.name for t in trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[3].params == trials[2].params, "the killed trial's point is tried again"
+    assert trials[3].user_attrs == {"retry_of": 2}
     assert [r["status"] for r in report(study_dir)] == [
         "completed",
         "completed",
