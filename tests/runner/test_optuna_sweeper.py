@@ -10,12 +10,12 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from test_sweeps import TINY, job_dirs, report
 
-from conftest import cli
 from hydra_plugins.paradigms_optuna._search import grid, search_space
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.optuna_parts import make_pruner, make_sampler
+from tests.helpers import cli
+from tests.runner.test_sweeps import TINY, job_dirs, report
 
 STUDY = "scratch_lr_wd"  # conf/hparams_search/scratch_optuna.yaml
 

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_sweeps import TINY
 
-from conftest import ROOT
+from tests.helpers import ROOT
+from tests.runner.test_sweeps import TINY
 
 EVERY_EXTRA = [
     "tensorboard",

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_sweeps import TINY, sweep_dirs
 
-from conftest import cli
 from paradigms.runner.threads import (
     cgroup_cpu_limit,
     concurrent_jobs,
@@ -22,6 +20,8 @@ from paradigms.runner.threads import (
     threads_per_process,
     usable_cpus,
 )
+from tests.helpers import cli
+from tests.runner.test_sweeps import TINY, sweep_dirs
 
 
 @pytest.mark.parametrize(("jobs", "threads"), [(1, 8), (2, 4), (4, 2), (16, 1)])

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from test_sweeps import TINY
 
-from conftest import ROOT, cli
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.run_dirs import register_resolvers
 from paradigms.runner.slurm import check_request
 from paradigms.runner.slurm import register_resolvers as register_slurm_resolvers
+from tests.helpers import ROOT, cli
+from tests.runner.test_sweeps import TINY
 
 REQUEST = ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task")
 
