@@ -262,7 +262,8 @@ class Simulation:
         privacy = state["privacy"]
         if self.privacy:
             noise = stream(self.seed, round_, -1, NOISE)
-            mean, privacy = self.privacy.aggregate(update, within, privacy, self.per_round, noise)
+            expected = self.per_round * (1 - self.settings.client_dropout)  # who returns
+            mean, privacy = self.privacy.aggregate(update, within, privacy, expected, noise)
         else:
             mean = update / weight
         params, strategy_state = self.strategy.aggregate(
