@@ -126,6 +126,11 @@ def test_adaptive_clip_tracks_the_quantile_of_the_returned_clients_under_dropout
             halves += 1
             share = _share_within(start["privacy"]["clip"], state["privacy"]["clip"], dp)
             assert share == pytest.approx(1.0), "all returned clients were within the clip"
+            sampled = sim.sample(round_)
+            rows = [sim.train_client(start, c, round_, sampled) for c in sampled]
+            sent = torch.stack([r[: sim.P] for r in rows if r[-1] == 1])
+            step = state["params"] - start["params"]
+            torch.testing.assert_close(step, sent.mean(0))  # the mean of the returned updates
     assert halves > 0
 
 
