@@ -286,8 +286,8 @@ class Simulation:
         old = state["params"]
         params, strategy_state = self.strategy.aggregate(old, updates, state["strategy"])
         state = {**state, "params": params, "strategy": strategy_state}
-        share = weights / weights.sum()
-        state["buffers"] = share @ rows[:, P : P + B] if B else state["buffers"]
+        if B:
+            state["buffers"] = self.strategy.combine_buffers(rows[:, P : P + B], weights)
         index = torch.tensor(clients)
         if variate_deltas is not None:
             state["variates"] = state["variates"].index_add(0, index, variate_deltas)

@@ -10,6 +10,9 @@ applied with a server learning rate. Each variant overrides one hook:
   federated optimization", through the ``second_moment`` hook of ``FedOpt``).
 - ``combine`` (the robust ones, unweighted by definition): coordinate-wise median and
   trimmed mean (Yin et al. 2018), Krum / multi-Krum (Blanchard et al. 2017).
+- ``combine_buffers`` (the clients' BatchNorm statistics, which are not deltas): FedAvg's
+  weighted mean; the robust strategies apply their own rule, so a client reporting absurd
+  statistics (or sample counts) moves them no more than it moves the parameters.
 
 Vectors are flat (all parameters of the model in one tensor). Server state is a dict of
 tensors passed in and returned, so it can be checkpointed and restored as it is.
@@ -62,6 +65,10 @@ class Strategy:
         """The round's update from the clients' deltas."""
         w = weights.to(deltas.dtype)
         return (w / w.sum()) @ deltas
+
+    def combine_buffers(self, buffers: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The next global buffers (``[K, B]``: each client's BatchNorm statistics)."""
+        return Strategy.combine(self, buffers, weights)
 
     def server_step(
         self, weights: torch.Tensor, update: torch.Tensor, state: State
@@ -165,10 +172,18 @@ class FedAdagrad(FedOpt):
         return v + squared
 
 
-class Median(Strategy):
-    """Coordinate-wise median of the deltas (the mean of the two middle values when even)."""
+class Robust(Strategy):
+    """A strategy whose rule needs every update and ignores the reported sample counts; the
+    clients' buffers go through the same rule as their deltas."""
 
     sum_based = False
+
+    def combine_buffers(self, buffers, weights):
+        return self.combine(buffers, weights)
+
+
+class Median(Robust):
+    """Coordinate-wise median of the deltas (the mean of the two middle values when even)."""
 
     def combine(self, deltas, weights):
         ordered = deltas.sort(dim=0).values
@@ -176,10 +191,8 @@ class Median(Strategy):
         return (ordered[(k - 1) // 2] + ordered[k // 2]) / 2
 
 
-class TrimmedMean(Strategy):
+class TrimmedMean(Robust):
     """Coordinate-wise mean after dropping the ``floor(beta * K)`` largest and smallest."""
-
-    sum_based = False
 
     def __init__(self, beta: float = 0.1, server_lr: float = 1.0) -> None:
         super().__init__(server_lr)
@@ -190,11 +203,9 @@ class TrimmedMean(Strategy):
         return deltas.sort(dim=0).values[cut : len(deltas) - cut].mean(0)
 
 
-class Krum(Strategy):
+class Krum(Robust):
     """(Multi-)Krum: score each delta by the summed squared distance to its K - f - 2 nearest
     others; average the ``num_selected`` lowest-scored (1: Krum)."""
-
-    sum_based = False
 
     def __init__(self, byzantine: int = 1, num_selected: int = 1, server_lr: float = 1.0):
         super().__init__(server_lr)

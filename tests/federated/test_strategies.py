@@ -127,3 +127,28 @@ def test_non_finite_client_updates_are_rejected_and_the_round_goes_on() -> None:
     assert metrics["clients/returned"] == 3 and metrics["clients/rejected"] == 1
     assert torch.isfinite(state["params"]).all()
     assert not torch.equal(state["params"], start["params"]), "the finite updates were applied"
+
+
+@pytest.mark.parametrize(
+    "strategy", [Median(), TrimmedMean(beta=0.2), Krum(byzantine=1)], ids=lambda s: type(s).__name__
+)
+def test_robust_strategies_keep_an_outlier_out_of_the_batchnorm_statistics(strategy) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 50, 10)]
+    clients[4] = (clients[4][0] * 1e4, clients[4][1])  # huge running statistics, 10 samples
+    settings = SimulationSettings(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
+    sim = Simulation(
+        FlatModel(model), torch.optim.SGD(model.parameters(), lr=0.01), strategy,
+        Federation(clients, [], (x[50:], y[50:])), settings, seed=0,
+    )  # fmt: skip
+    start = sim.initial_state()
+    rows = torch.stack([sim.train_client(start, c, 0, sim.sample(0)) for c in range(5)])
+    honest = rows[:4, sim.P : sim.P + sim.B]
+    assert (rows[4, sim.P : sim.P + sim.B] > 1e3 * honest.abs().max()).any(), "an outlier"
+    state, _ = sim.step(start, 0)
+    assert (honest.min(0).values <= state["buffers"]).all()
+    assert (state["buffers"] <= honest.max(0).values).all()
+    fedavg = Strategy().combine_buffers(rows[:, sim.P : sim.P + sim.B], rows[:, -3])
+    assert (fedavg > honest.max(0).values).any(), "the plain mean takes the outlier in"
