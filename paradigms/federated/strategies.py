@@ -205,7 +205,9 @@ class TrimmedMean(Robust):
 
 class Krum(Robust):
     """(Multi-)Krum: score each delta by the summed squared distance to its K - f - 2 nearest
-    others; average the ``num_selected`` lowest-scored (1: Krum)."""
+    others; average the ``num_selected`` lowest-scored (1: Krum). When dropouts leave fewer
+    than f + 3 deltas, the score uses the nearest one (Flower's max(1, K - f - 2)): still a
+    selection, never a plain mean, though Krum's guarantee needs K > 2f + 2."""
 
     def __init__(self, byzantine: int = 1, num_selected: int = 1, server_lr: float = 1.0):
         super().__init__(server_lr)
@@ -223,14 +225,10 @@ class Krum(Robust):
 
     def scores(self, deltas: torch.Tensor) -> torch.Tensor:
         distances = torch.cdist(deltas, deltas).square()
-        nearest = len(deltas) - self.byzantine - 2
+        nearest = max(1, len(deltas) - self.byzantine - 2)
         # Column 0 of the sorted row is the distance to itself (zero).
         return distances.sort(dim=1).values[:, 1 : nearest + 1].sum(1)
 
     def combine(self, deltas, weights):
-        # Too few returned clients for the bound: fall back on all of them.
-        nearest = len(deltas) - self.byzantine - 2
-        if nearest < 1:
-            return deltas.mean(0)
-        chosen = self.scores(deltas).argsort()[: self.num_selected]
+        chosen = self.scores(deltas).argsort(stable=True)[: self.num_selected]
         return deltas[chosen].mean(0)

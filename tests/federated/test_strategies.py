@@ -152,3 +152,16 @@ def test_robust_strategies_keep_an_outlier_out_of_the_batchnorm_statistics(strat
     assert (state["buffers"] <= honest.max(0).values).all()
     fedavg = Strategy().combine_buffers(rows[:, sim.P : sim.P + sim.B], rows[:, -3])
     assert (fedavg > honest.max(0).values).any(), "the plain mean takes the outlier in"
+
+
+def test_krum_with_fewer_than_f_plus_3_updates_still_selects() -> None:
+    # Dropouts left 3 of the sampled clients: K - f - 2 = 0 for f = 1, so the score is the
+    # distance to the nearest other (Flower's max(1, K - f - 2)), never the plain mean.
+    close = torch.tensor([[1.0, 1.0, 1.0], [1.1, 0.9, 1.0]])
+    deltas = torch.cat([torch.tensor([[50.0, -50.0, 50.0]]), close])
+    new, _ = step(Krum(byzantine=1), deltas, torch.ones(3))
+    assert any(torch.allclose(new, W + c) for c in close), new
+    new, _ = step(Krum(byzantine=1, num_selected=2), deltas, torch.ones(3))
+    torch.testing.assert_close(new, W + close.mean(0))
+    lone = torch.tensor([[2.0, 0.0, -1.0]])
+    torch.testing.assert_close(step(Krum(byzantine=1), lone, torch.ones(1))[0], W + lone[0])
