@@ -176,9 +176,10 @@ class Simulation:
         row[: self.P] = delta
         row[self.P : self.P + self.B] = self.flat.buffers
         if self.strategy.uses_variates:
-            lr = self.optimizer.param_groups[0]["lr"]
-            # Option II of SCAFFOLD: c_i+ = c_i - c + (x - y_i) / (steps * lr).
-            row[self.P + self.B : LOSS] = -state["strategy"]["c"] - delta / (steps * lr)
+            group = self.optimizer.param_groups[0]
+            row[self.P + self.B : LOSS] = self.strategy.variate_change(
+                delta, state["strategy"]["c"], steps, group["lr"], group.get("momentum", 0.0)
+            )
         row[LOSS:] = torch.tensor([loss, len(y), 1.0, 1.0])
         return self.protect(row, state, client, sampled, round_) if self.summed else row
 

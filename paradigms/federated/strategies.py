@@ -100,7 +100,14 @@ class FedProx(Strategy):
 
 class Scaffold(Strategy):
     """SCAFFOLD: local gradients corrected by c - c_i; c_i kept per client across rounds
-    (option II update), c moved by |S|/N times the mean change of the c_i."""
+    (option II update), c moved by |S|/N times the mean change of the c_i.
+
+    Option II reads the clients' mean gradient off their displacement, ``(x - y_i) / (K lr)``,
+    which holds for plain SGD. Heavy-ball momentum ``b`` (PyTorch's SGD, reset each round)
+    moves the weights by ``lr sum_j g_j (1 - b^(K-j+1)) / (1 - b)`` after K steps, about
+    ``1 / (1 - b)`` times more; dividing by ``effective_steps`` instead of K gives back the
+    gradient exactly when it is constant (and a mean weighting early steps slightly more when
+    not). Other optimizers (Nesterov, Adam...) are refused by the schema."""
 
     uses_variates = True
 
@@ -109,6 +116,22 @@ class Scaffold(Strategy):
 
     def correction(self, weights, global_weights, variate):
         return variate
+
+    @staticmethod
+    def effective_steps(steps: int, momentum: float) -> float:
+        """The plain-SGD steps that ``steps`` heavy-ball steps equal along a constant gradient:
+        sum_{m=1..K} (1 - b^m) / (1 - b) = (K - b (1 - b^K) / (1 - b)) / (1 - b)."""
+        if momentum == 0:
+            return float(steps)
+        b = momentum
+        return (steps - b * (1 - b**steps) / (1 - b)) / (1 - b)
+
+    def variate_change(
+        self, delta: torch.Tensor, c: torch.Tensor, steps: int, lr: float, momentum: float
+    ) -> torch.Tensor:
+        """Option II's c_i+ - c_i = -c + (x - y_i) / (K lr), K the effective steps (``delta`` is
+        y_i - x)."""
+        return -c - delta / (self.effective_steps(steps, momentum) * lr)
 
     def aggregate(self, weights, updates, state):
         weights, state = super().aggregate(weights, updates, state)

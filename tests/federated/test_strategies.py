@@ -22,6 +22,7 @@ from paradigms.federated.strategies import (
     Updates,
 )
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.validation import check_node
 
 W = torch.tensor([1.0, -2.0, 0.5])
 D = torch.tensor([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0], [-2.0, 4.0, 0.0], [10.0, -10.0, 10.0]])
@@ -165,3 +166,45 @@ def test_krum_with_fewer_than_f_plus_3_updates_still_selects() -> None:
     torch.testing.assert_close(new, W + close.mean(0))
     lone = torch.tensor([[2.0, 0.0, -1.0]])
     torch.testing.assert_close(step(Krum(byzantine=1), lone, torch.ones(1))[0], W + lone[0])
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_scaffold_variate_is_the_clients_mean_gradient_under_client_momentum(momentum) -> None:
+    # Full-batch steps at a small learning rate stay near the global weights, so option II's
+    # c_i+ (here c = c_i = 0) must be the client's gradient there, whatever the momentum.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(30, 4), torch.arange(30) % 3
+    settings = SimulationSettings(1, 1.0, 1, 6, 20, 0.0, 0.0, "average", 64, 1)  # 6 steps
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum)
+    sim = Simulation(
+        FlatModel(model), optimizer, Scaffold(), Federation([(x[:20], y[:20])], [], (x[20:], y[20:])),
+        settings, seed=0,
+    )  # fmt: skip
+    start = sim.initial_state()
+    row = sim.train_client(start, 0, 0, [0])
+    sim.flat.grads.zero_()
+    sim.flat.load(start["params"], start["buffers"])
+    nn.functional.cross_entropy(model(x[:20]), y[:20]).backward()
+    gradient = sim.flat.grads.clone()
+    variate = row[sim.P + sim.B : -4]
+    torch.testing.assert_close(variate, gradient, rtol=1e-2, atol=1e-4)
+
+
+def test_effective_steps_of_heavy_ball() -> None:
+    assert Scaffold.effective_steps(4, 0.0) == 4
+    assert Scaffold.effective_steps(1, 0.5) == 1  # the first step is a plain step
+    # 2 steps at b = 0.5: the second moves by (1 + b) g, so 2.5 plain steps.
+    assert Scaffold.effective_steps(2, 0.5) == pytest.approx(2.5)
+
+
+def test_scaffold_with_an_optimizer_other_than_heavy_ball_stops_in_one_line() -> None:
+    node = {
+        "_target_": "paradigms.federated.paradigm.Federated",
+        "strategy": {"_target_": "paradigms.federated.strategies.Scaffold", "server_lr": 1.0},
+        "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.9},
+    }
+    with pytest.raises(ConfigError) as error:
+        check_node(node, "paradigm")
+    assert (error.value.key, error.value.value) == ("paradigm.optimizer.name", "adamw")
+    check_node({**node, "optimizer": {**node["optimizer"], "name": "momentum"}}, "paradigm")
