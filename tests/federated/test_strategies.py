@@ -208,3 +208,18 @@ def test_scaffold_with_an_optimizer_other_than_heavy_ball_stops_in_one_line() ->
         check_node(node, "paradigm")
     assert (error.value.key, error.value.value) == ("paradigm.optimizer.name", "adamw")
     check_node({**node, "optimizer": {**node["optimizer"], "name": "momentum"}}, "paradigm")
+
+
+def test_fedyogi_step_against_values_computed_by_hand() -> None:
+    # One client, update g = (0.2, 0.05); beta1 = beta2 = 0.5, tau = 0.1, so v0 = tau^2 = 0.01.
+    # Yogi: v = v0 - (1 - beta2) g^2 sign(v0 - g^2):
+    #   g1^2 = 0.04 > v0:   v = 0.01 + 0.5 * 0.04   = 0.03     (Adam: 0.025, flipped sign: -0.01)
+    #   g2^2 = 0.0025 < v0: v = 0.01 - 0.5 * 0.0025 = 0.00875  (Adam: 0.00625, flipped: 0.01125)
+    # m = 0.5 g = (0.1, 0.025); step = m / (sqrt(v) + tau):
+    #   0.1 / (0.173205 + 0.1) = 0.366025,  0.025 / (0.093541 + 0.1) = 0.129171
+    yogi = FedYogi(server_lr=1.0, beta1=0.5, beta2=0.5, tau=0.1)
+    weights = torch.tensor([1.0, -2.0])
+    update = Updates(torch.tensor([[0.2, 0.05]]), torch.ones(1))
+    new, state = yogi.aggregate(weights, update, yogi.init_state(weights))
+    torch.testing.assert_close(state["v"], torch.tensor([0.03, 0.00875]))
+    torch.testing.assert_close(new, torch.tensor([1.366025, -1.870829]))
