@@ -4,7 +4,8 @@
    strategies (median, trimmed mean with beta 0.3, Krum with f 2) under the same attackers:
    the robust ones should stay within 5 points of clean, FedAvg fall well below.
 2. DP-FedAvg (fixed clip 3) at three noise multipliers: final accuracy against epsilon at
-   delta 1e-5 (opacus' RDP accountant).
+   delta 1e-5 (opacus' RDP accountant); and adaptive clipping (Andrew et al., the clip
+   following the median update norm) at z 1 and at the fixed clip's best z.
 
 IID, 20 clients, fraction 0.5, 1 local epoch, test_resnet.
 
@@ -47,6 +48,12 @@ CASES = {
     "dp-z0.3": [*DP, "paradigm.privacy.noise_multiplier=0.3"],
     "dp-z0.1": [*DP, "paradigm.privacy.noise_multiplier=0.1"],
     "dp-z0.03": [*DP, "paradigm.privacy.noise_multiplier=0.03"],
+    "dp-adaptive-z1": ["paradigm/privacy=dp_adaptive", "paradigm.privacy.noise_multiplier=1.0"],
+    "dp-adaptive-z0.03": [
+        "paradigm/privacy=dp_adaptive",
+        "paradigm.privacy.noise_multiplier=0.03",
+        "paradigm.privacy.clip=3.0",
+    ],
 }
 
 

@@ -82,9 +82,11 @@ class Dirichlet(Partitioner):
             parts: list[list[int]] = [[] for _ in range(num_clients)]
             for c in np.unique(y):
                 members = rng.permutation(np.flatnonzero(y == c))
-                share = rng.dirichlet(np.full(num_clients, self.alpha))
-                # A client already above the mean size takes no more (keeps sizes balanced).
-                share *= np.array([len(p) < cap for p in parts])
+                drawn = rng.dirichlet(np.full(num_clients, self.alpha))
+                # A client already above the mean size takes no more (keeps sizes balanced),
+                # unless no client under it drew any mass (small alpha): then the draw stands.
+                share = drawn * np.array([len(p) < cap for p in parts])
+                share = share if share.sum() > 0 else drawn
                 cuts = (np.cumsum(share / share.sum()) * len(members)).astype(int)[:-1]
                 for part, chunk in zip(parts, np.split(members, cuts), strict=True):
                     part.extend(chunk.tolist())

@@ -4,10 +4,19 @@ private recurrent language models") with fixed or adaptive clipping (Andrew et a
 
 Each client's update (parameter and buffer deltas, one vector) is clipped to norm ``C``; the
 server adds ``N(0, (z_update * C)^2)`` to the sum and divides by the expected number of
-clients a round (the fixed-denominator estimator). Adaptive clipping moves ``C`` towards the
-``target_quantile`` of the update norms, ``C <- C exp(-clip_lr (b - target))`` where ``b`` is
-the noised share of clients whose norm was within ``C``; the count's noise takes part of the
-privacy budget, so ``z_update = (z^-2 - (2 count_stddev)^-2)^-1/2`` keeps the total at ``z``.
+clients that return a round (the fixed-denominator estimator).
+
+Adaptive clipping moves ``C`` towards the ``target_quantile`` of the update norms,
+``C <- C exp(-clip_lr (b - target))``, ``b`` the noised share of clients whose norm was within
+``C``. As in the paper, each client sends ``b_i - 1/2`` (+-1/2: sensitivity 1/2); the server
+noises their sum with ``count_stddev``, divides by the expected number of contributions and
+adds 1/2 back. The two Gaussian queries compose to ``z^-2 = z_update^-2 + (2 count_stddev)^-2``,
+so ``z_update = (z^-2 - (2 count_stddev)^-2)^-1/2`` keeps the whole mechanism at ``z`` (0/1
+bits, sensitivity 1, would leave it at ``(z_update^-2 + count_stddev^-2)^-1/2``: 0.756 for
+z = 1). The expected number of contributions is the sampled clients times the chance of
+returning, so under client dropout ``b`` still estimates the share of returned norms within
+``C`` (the sampled number alone would aim at ``(target - 1/2) / (1 - dropout) + 1/2``).
+
 The privacy spent is opacus' RDP accountant's, one step per round at the sampling rate
 (Poisson sampling is assumed, as in the paper; the simulation samples a fixed number).
 """
@@ -42,10 +51,11 @@ class ClientDP:
         return {"clip": torch.tensor(float(self.clip))}
 
     def bound(self, update: torch.Tensor, state: State) -> tuple[torch.Tensor, float]:
-        """The update scaled into the ball of radius C, and whether it was already inside."""
+        """The update scaled into the ball of radius C, and the client's share of the clipped
+        count: +1/2 when its norm was within C, -1/2 when not."""
         norm = update.norm()
         clip = state["clip"]
-        return update * torch.clamp(clip / (norm + 1e-12), max=1.0), float(norm <= clip)
+        return update * torch.clamp(clip / (norm + 1e-12), max=1.0), float(norm <= clip) - 0.5
 
     @property
     def update_multiplier(self) -> float:
@@ -59,11 +69,18 @@ class ClientDP:
         total: torch.Tensor,
         within: float,
         state: State,
-        expected: int,
+        expected: float,
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, State]:
-        """The noised mean of the clipped updates (``total`` is their sum) and the next clip
-        (``within``: how many clients' norms were within the clip)."""
+        """The noised mean of the clipped updates (``total`` is their sum) and the next clip.
+
+        Args:
+            total: the sum of the clipped updates.
+            within: the sum of the clients' count shares (``bound``'s +-1/2).
+            state: the current clip.
+            expected: the expected number of contributions (the fixed denominator).
+            generator: the round's noise stream.
+        """
         clip = state["clip"]
         noise = torch.randn(total.shape, generator=generator) * self.update_multiplier * clip
         mean = (total + noise) / expected
@@ -71,7 +88,8 @@ class ClientDP:
             return mean, state
         count_stddev = self.count_stddev if self.noise_multiplier > 0 else 0.0
         count = within + float(torch.randn((), generator=generator)) * count_stddev
-        step = -self.clip_lr * (count / expected - self.target_quantile)
+        share = count / expected + 0.5
+        step = -self.clip_lr * (share - self.target_quantile)
         return mean, {"clip": clip * math.exp(step)}
 
     def epsilon(self, rounds: int, sample_rate: float) -> float:

@@ -33,6 +33,19 @@ class Federated(Schema):
     secure_aggregation = flag()
     secure_bits = whole(8, 40, example=24)  # fixed-point fraction bits; int64 sums
 
+    @classmethod
+    def relations(cls, node: dict[str, Any], at: str) -> None:
+        strategy, optimizer = node.get("strategy") or {}, node.get("optimizer") or {}
+        name = optimizer.get("name")
+        if str(strategy.get("_target_", "")).endswith(".Scaffold") and name != "momentum":
+            raise ConfigError(
+                join(at, "optimizer.name"),
+                name,
+                "SCAFFOLD reads the clients' mean gradient off their local displacement, which "
+                "is known for plain SGD and heavy-ball momentum only",
+                f"{join(at, 'optimizer.name')}=momentum",
+            )
+
 
 class FedAvg(Schema):
     """``conf/paradigm/strategy/fedavg.yaml``; the base of every strategy."""

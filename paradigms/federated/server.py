@@ -176,9 +176,10 @@ class Simulation:
         row[: self.P] = delta
         row[self.P : self.P + self.B] = self.flat.buffers
         if self.strategy.uses_variates:
-            lr = self.optimizer.param_groups[0]["lr"]
-            # Option II of SCAFFOLD: c_i+ = c_i - c + (x - y_i) / (steps * lr).
-            row[self.P + self.B : LOSS] = -state["strategy"]["c"] - delta / (steps * lr)
+            group = self.optimizer.param_groups[0]
+            row[self.P + self.B : LOSS] = self.strategy.variate_change(
+                delta, state["strategy"]["c"], steps, group["lr"], group.get("momentum", 0.0)
+            )
         row[LOSS:] = torch.tensor([loss, len(y), 1.0, 1.0])
         return self.protect(row, state, client, sampled, round_) if self.summed else row
 
@@ -262,7 +263,8 @@ class Simulation:
         privacy = state["privacy"]
         if self.privacy:
             noise = stream(self.seed, round_, -1, NOISE)
-            mean, privacy = self.privacy.aggregate(update, within, privacy, self.per_round, noise)
+            expected = self.per_round * (1 - self.settings.client_dropout)  # who returns
+            mean, privacy = self.privacy.aggregate(update, within, privacy, expected, noise)
         else:
             mean = update / weight
         params, strategy_state = self.strategy.aggregate(
@@ -285,8 +287,8 @@ class Simulation:
         old = state["params"]
         params, strategy_state = self.strategy.aggregate(old, updates, state["strategy"])
         state = {**state, "params": params, "strategy": strategy_state}
-        share = weights / weights.sum()
-        state["buffers"] = share @ rows[:, P : P + B] if B else state["buffers"]
+        if B:
+            state["buffers"] = self.strategy.combine_buffers(rows[:, P : P + B], weights)
         index = torch.tensor(clients)
         if variate_deltas is not None:
             state["variates"] = state["variates"].index_add(0, index, variate_deltas)

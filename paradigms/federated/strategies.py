@@ -10,6 +10,9 @@ applied with a server learning rate. Each variant overrides one hook:
   federated optimization", through the ``second_moment`` hook of ``FedOpt``).
 - ``combine`` (the robust ones, unweighted by definition): coordinate-wise median and
   trimmed mean (Yin et al. 2018), Krum / multi-Krum (Blanchard et al. 2017).
+- ``combine_buffers`` (the clients' BatchNorm statistics, which are not deltas): FedAvg's
+  weighted mean; the robust strategies apply their own rule, so a client reporting absurd
+  statistics (or sample counts) moves them no more than it moves the parameters.
 
 Vectors are flat (all parameters of the model in one tensor). Server state is a dict of
 tensors passed in and returned, so it can be checkpointed and restored as it is.
@@ -63,6 +66,10 @@ class Strategy:
         w = weights.to(deltas.dtype)
         return (w / w.sum()) @ deltas
 
+    def combine_buffers(self, buffers: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The next global buffers (``[K, B]``: each client's BatchNorm statistics)."""
+        return Strategy.combine(self, buffers, weights)
+
     def server_step(
         self, weights: torch.Tensor, update: torch.Tensor, state: State
     ) -> tuple[torch.Tensor, State]:
@@ -93,7 +100,14 @@ class FedProx(Strategy):
 
 class Scaffold(Strategy):
     """SCAFFOLD: local gradients corrected by c - c_i; c_i kept per client across rounds
-    (option II update), c moved by |S|/N times the mean change of the c_i."""
+    (option II update), c moved by |S|/N times the mean change of the c_i.
+
+    Option II reads the clients' mean gradient off their displacement, ``(x - y_i) / (K lr)``,
+    which holds for plain SGD. Heavy-ball momentum ``b`` (PyTorch's SGD, reset each round)
+    moves the weights by ``lr sum_j g_j (1 - b^(K-j+1)) / (1 - b)`` after K steps, about
+    ``1 / (1 - b)`` times more; dividing by ``effective_steps`` instead of K gives back the
+    gradient exactly when it is constant (and a mean weighting early steps slightly more when
+    not). Other optimizers (Nesterov, Adam...) are refused by the schema."""
 
     uses_variates = True
 
@@ -102,6 +116,22 @@ class Scaffold(Strategy):
 
     def correction(self, weights, global_weights, variate):
         return variate
+
+    @staticmethod
+    def effective_steps(steps: int, momentum: float) -> float:
+        """The plain-SGD steps that ``steps`` heavy-ball steps equal along a constant gradient:
+        sum_{m=1..K} (1 - b^m) / (1 - b) = (K - b (1 - b^K) / (1 - b)) / (1 - b)."""
+        if momentum == 0:
+            return float(steps)
+        b = momentum
+        return (steps - b * (1 - b**steps) / (1 - b)) / (1 - b)
+
+    def variate_change(
+        self, delta: torch.Tensor, c: torch.Tensor, steps: int, lr: float, momentum: float
+    ) -> torch.Tensor:
+        """Option II's c_i+ - c_i = -c + (x - y_i) / (K lr), K the effective steps (``delta`` is
+        y_i - x)."""
+        return -c - delta / (self.effective_steps(steps, momentum) * lr)
 
     def aggregate(self, weights, updates, state):
         weights, state = super().aggregate(weights, updates, state)
@@ -165,10 +195,18 @@ class FedAdagrad(FedOpt):
         return v + squared
 
 
-class Median(Strategy):
-    """Coordinate-wise median of the deltas (the mean of the two middle values when even)."""
+class Robust(Strategy):
+    """A strategy whose rule needs every update and ignores the reported sample counts; the
+    clients' buffers go through the same rule as their deltas."""
 
     sum_based = False
+
+    def combine_buffers(self, buffers, weights):
+        return self.combine(buffers, weights)
+
+
+class Median(Robust):
+    """Coordinate-wise median of the deltas (the mean of the two middle values when even)."""
 
     def combine(self, deltas, weights):
         ordered = deltas.sort(dim=0).values
@@ -176,10 +214,8 @@ class Median(Strategy):
         return (ordered[(k - 1) // 2] + ordered[k // 2]) / 2
 
 
-class TrimmedMean(Strategy):
+class TrimmedMean(Robust):
     """Coordinate-wise mean after dropping the ``floor(beta * K)`` largest and smallest."""
-
-    sum_based = False
 
     def __init__(self, beta: float = 0.1, server_lr: float = 1.0) -> None:
         super().__init__(server_lr)
@@ -190,11 +226,11 @@ class TrimmedMean(Strategy):
         return deltas.sort(dim=0).values[cut : len(deltas) - cut].mean(0)
 
 
-class Krum(Strategy):
+class Krum(Robust):
     """(Multi-)Krum: score each delta by the summed squared distance to its K - f - 2 nearest
-    others; average the ``num_selected`` lowest-scored (1: Krum)."""
-
-    sum_based = False
+    others; average the ``num_selected`` lowest-scored (1: Krum). When dropouts leave fewer
+    than f + 3 deltas, the score uses the nearest one (Flower's max(1, K - f - 2)): still a
+    selection, never a plain mean, though Krum's guarantee needs K > 2f + 2."""
 
     def __init__(self, byzantine: int = 1, num_selected: int = 1, server_lr: float = 1.0):
         super().__init__(server_lr)
@@ -212,14 +248,10 @@ class Krum(Strategy):
 
     def scores(self, deltas: torch.Tensor) -> torch.Tensor:
         distances = torch.cdist(deltas, deltas).square()
-        nearest = len(deltas) - self.byzantine - 2
+        nearest = max(1, len(deltas) - self.byzantine - 2)
         # Column 0 of the sorted row is the distance to itself (zero).
         return distances.sort(dim=1).values[:, 1 : nearest + 1].sum(1)
 
     def combine(self, deltas, weights):
-        # Too few returned clients for the bound: fall back on all of them.
-        nearest = len(deltas) - self.byzantine - 2
-        if nearest < 1:
-            return deltas.mean(0)
-        chosen = self.scores(deltas).argsort()[: self.num_selected]
+        chosen = self.scores(deltas).argsort(stable=True)[: self.num_selected]
         return deltas[chosen].mean(0)

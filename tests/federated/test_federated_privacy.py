@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,14 @@ def test_dropped_clients_masks_are_recovered() -> None:
     torch.testing.assert_close(total, updates[[0, 2, 3]].sum(0), rtol=0, atol=2e-6)
 
 
-def _simulation(privacy: ClientDP, secure: SecureAggregation | None = None) -> Simulation:
+def _simulation(
+    privacy: ClientDP, secure: SecureAggregation | None = None, dropout: float = 0.0
+) -> Simulation:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
     x, y = torch.randn(50, 4) * 5, torch.arange(50) % 3
     clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]
-    settings = SimulationSettings(1, 1.0, 3, None, 5, 0.0, 0.0, "average", 64, 1)
+    settings = SimulationSettings(1, 1.0, 3, None, 5, dropout, 0.0, "average", 64, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     federation = Federation(clients, [], (x[40:], y[40:]))
     return Simulation(FlatModel(model), optimizer, Strategy(), federation, settings, 0,
@@ -81,7 +84,7 @@ def test_clipping_bounds_every_client_update() -> None:
     width = sim.P + sim.B
     norms = [float(r[:width].norm()) for r in rows]
     assert all(n <= clip * (1 + 1e-5) for n in norms), norms
-    assert all(r[-2] == 0 for r in rows), "every update was larger than the clip"
+    assert all(r[-2] == -0.5 for r in rows), "every update was larger than the clip"
     # Without noise, the global step is the mean of the clipped updates.
     new, _ = sim.step(state, 0)
     expected = torch.stack([r[: sim.P] for r in rows]).mean(0)
@@ -105,6 +108,86 @@ def test_adaptive_clip_moves_towards_the_quantile() -> None:
     sim = _simulation(ClientDP(clip=0.05, noise_multiplier=0.0, adaptive=True))
     state, _ = sim.step(sim.initial_state(), 0)
     assert float(state["privacy"]["clip"]) == pytest.approx(0.05 * torch.e**0.1), "all above"
+
+
+def _share_within(clip_before: torch.Tensor, clip_after: torch.Tensor, dp: ClientDP) -> float:
+    """The noised share b the adaptive clip moved by: C' = C exp(-clip_lr (b - target))."""
+    return dp.target_quantile - math.log(float(clip_after / clip_before)) / dp.clip_lr
+
+
+def test_adaptive_clip_tracks_the_quantile_of_the_returned_clients_under_dropout() -> None:
+    dp = ClientDP(clip=1e6, noise_multiplier=0.0, adaptive=True)  # every update within
+    sim = _simulation(dp, dropout=0.5)
+    start = sim.initial_state()
+    halves = 0
+    for round_ in range(10):
+        state, metrics = sim.step(start, round_)
+        if metrics["clients/returned"] == 2:  # the expected 4 * (1 - 0.5)
+            halves += 1
+            share = _share_within(start["privacy"]["clip"], state["privacy"]["clip"], dp)
+            assert share == pytest.approx(1.0), "all returned clients were within the clip"
+            sampled = sim.sample(round_)
+            rows = [sim.train_client(start, c, round_, sampled) for c in sampled]
+            sent = torch.stack([r[: sim.P] for r in rows if r[-1] == 1])
+            step = state["params"] - start["params"]
+            torch.testing.assert_close(step, sent.mean(0))  # the mean of the returned updates
+    assert halves > 0
+
+
+def _release(dp: ClientDP, norms: list[float], seed: int, width: int = 1):
+    """What the server releases for clients whose updates have these norms, in the units of
+    one client: the noised sum of the clipped updates and the noised clipped count."""
+    state, expected = dp.init_state(), 4.0
+    sent = [dp.bound(torch.full((width,), n / width**0.5), state) for n in norms]
+    total = sum((u for u, _ in sent), torch.zeros(width))
+    within = sum(b for _, b in sent)
+    mean, after = dp.aggregate(total, within, state, expected, torch.Generator().manual_seed(seed))
+    return mean * expected - total, _share_within(state["clip"], after["clip"], dp) * expected
+
+
+def _measured_noise_multiplier(dp: ClientDP) -> float:
+    """The mechanism's noise multiplier from its outputs alone: each query's noise std over its
+    sensitivity (one client added, within the clip or not, the noise held fixed), composed as
+    independent Gaussian queries compose (z^-2 adds up)."""
+    base = [0.1, 3.0]  # one client within C = 1, one not
+    update_noise = _release(dp, base, 0, width=100_000)[0]
+    counts = torch.tensor([_release(dp, base, seed)[1] for seed in range(3000)])
+    count_sensitivity = max(
+        abs(_release(dp, [*base, extra], 7)[1] - _release(dp, base, 7)[1]) for extra in (0.5, 5.0)
+    )
+    return (
+        (dp.clip / float(update_noise.std())) ** 2 + (count_sensitivity / float(counts.std())) ** 2
+    ) ** -0.5
+
+
+def _subsampled_gaussian_epsilon(z: float, q: float, steps: int, delta: float) -> float:
+    """Epsilon of ``steps`` Poisson-subsampled Gaussian steps, from the closed form of their
+    RDP at integer orders a (Mironov, Talwar and Zhang 2019, Section 3.3):
+    log(sum_k C(a, k) (1 - q)^(a - k) q^k exp((k^2 - k) / (2 z^2))) / (a - 1), converted to
+    (epsilon, delta) as opacus converts (Balle et al. 2020)."""
+    best = math.inf
+    for a in range(2, 128):
+        terms = [
+            math.lgamma(a + 1) - math.lgamma(k + 1) - math.lgamma(a - k + 1)
+            + (a - k) * math.log1p(-q) + k * math.log(q) + (k * k - k) / (2 * z * z)
+            for k in range(a + 1)
+        ]  # fmt: skip
+        top = max(terms)
+        rdp = steps * (top + math.log(sum(math.exp(t - top) for t in terms))) / (a - 1)
+        best = min(best, rdp + math.log1p(-1 / a) - (math.log(delta) + math.log(a)) / (a - 1))
+    return best
+
+
+@pytest.mark.parametrize("count_stddev", [1.0, 2.0])
+def test_adaptive_clipping_reports_the_epsilon_of_its_measured_noise(count_stddev) -> None:
+    dp = ClientDP(noise_multiplier=1.0, adaptive=True, count_stddev=count_stddev)
+    z = _measured_noise_multiplier(dp)
+    assert z == pytest.approx(1.0, rel=0.02), "the whole mechanism is at noise_multiplier"
+    direct = RDPAccountant()
+    direct.history = [(z, 0.5, 30)]
+    assert dp.epsilon(30, 0.5) == pytest.approx(direct.get_epsilon(1e-5), rel=0.05)
+    closed_form = _subsampled_gaussian_epsilon(z, 0.5, 30, 1e-5)
+    assert dp.epsilon(30, 0.5) == pytest.approx(closed_form, rel=0.05)
 
 
 def _rows(run_dir: Path) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ from paradigms.federated.strategies import (
     Updates,
 )
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.validation import check_node
 
 W = torch.tensor([1.0, -2.0, 0.5])
 D = torch.tensor([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0], [-2.0, 4.0, 0.0], [10.0, -10.0, 10.0]])
@@ -127,3 +128,98 @@ def test_non_finite_client_updates_are_rejected_and_the_round_goes_on() -> None:
     assert metrics["clients/returned"] == 3 and metrics["clients/rejected"] == 1
     assert torch.isfinite(state["params"]).all()
     assert not torch.equal(state["params"], start["params"]), "the finite updates were applied"
+
+
+@pytest.mark.parametrize(
+    "strategy", [Median(), TrimmedMean(beta=0.2), Krum(byzantine=1)], ids=lambda s: type(s).__name__
+)
+def test_robust_strategies_keep_an_outlier_out_of_the_batchnorm_statistics(strategy) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 50, 10)]
+    clients[4] = (clients[4][0] * 1e4, clients[4][1])  # huge running statistics, 10 samples
+    settings = SimulationSettings(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
+    sim = Simulation(
+        FlatModel(model), torch.optim.SGD(model.parameters(), lr=0.01), strategy,
+        Federation(clients, [], (x[50:], y[50:])), settings, seed=0,
+    )  # fmt: skip
+    start = sim.initial_state()
+    rows = torch.stack([sim.train_client(start, c, 0, sim.sample(0)) for c in range(5)])
+    honest = rows[:4, sim.P : sim.P + sim.B]
+    assert (rows[4, sim.P : sim.P + sim.B] > 1e3 * honest.abs().max()).any(), "an outlier"
+    state, _ = sim.step(start, 0)
+    assert (honest.min(0).values <= state["buffers"]).all()
+    assert (state["buffers"] <= honest.max(0).values).all()
+    fedavg = Strategy().combine_buffers(rows[:, sim.P : sim.P + sim.B], rows[:, -3])
+    assert (fedavg > honest.max(0).values).any(), "the plain mean takes the outlier in"
+
+
+def test_krum_with_fewer_than_f_plus_3_updates_still_selects() -> None:
+    # Dropouts left 3 of the sampled clients: K - f - 2 = 0 for f = 1, so the score is the
+    # distance to the nearest other (Flower's max(1, K - f - 2)), never the plain mean.
+    close = torch.tensor([[1.0, 1.0, 1.0], [1.1, 0.9, 1.0]])
+    deltas = torch.cat([torch.tensor([[50.0, -50.0, 50.0]]), close])
+    new, _ = step(Krum(byzantine=1), deltas, torch.ones(3))
+    assert any(torch.allclose(new, W + c) for c in close), new
+    new, _ = step(Krum(byzantine=1, num_selected=2), deltas, torch.ones(3))
+    torch.testing.assert_close(new, W + close.mean(0))
+    lone = torch.tensor([[2.0, 0.0, -1.0]])
+    torch.testing.assert_close(step(Krum(byzantine=1), lone, torch.ones(1))[0], W + lone[0])
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_scaffold_variate_is_the_clients_mean_gradient_under_client_momentum(momentum) -> None:
+    # Full-batch steps at a small learning rate stay near the global weights, so option II's
+    # c_i+ (here c = c_i = 0) must be the client's gradient there, whatever the momentum.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(30, 4), torch.arange(30) % 3
+    settings = SimulationSettings(1, 1.0, 1, 6, 20, 0.0, 0.0, "average", 64, 1)  # 6 steps
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum)
+    sim = Simulation(
+        FlatModel(model), optimizer, Scaffold(), Federation([(x[:20], y[:20])], [], (x[20:], y[20:])),
+        settings, seed=0,
+    )  # fmt: skip
+    start = sim.initial_state()
+    row = sim.train_client(start, 0, 0, [0])
+    sim.flat.grads.zero_()
+    sim.flat.load(start["params"], start["buffers"])
+    nn.functional.cross_entropy(model(x[:20]), y[:20]).backward()
+    gradient = sim.flat.grads.clone()
+    variate = row[sim.P + sim.B : -4]
+    torch.testing.assert_close(variate, gradient, rtol=1e-2, atol=1e-4)
+
+
+def test_effective_steps_of_heavy_ball() -> None:
+    assert Scaffold.effective_steps(4, 0.0) == 4
+    assert Scaffold.effective_steps(1, 0.5) == 1  # the first step is a plain step
+    # 2 steps at b = 0.5: the second moves by (1 + b) g, so 2.5 plain steps.
+    assert Scaffold.effective_steps(2, 0.5) == pytest.approx(2.5)
+
+
+def test_scaffold_with_an_optimizer_other_than_heavy_ball_stops_in_one_line() -> None:
+    node = {
+        "_target_": "paradigms.federated.paradigm.Federated",
+        "strategy": {"_target_": "paradigms.federated.strategies.Scaffold", "server_lr": 1.0},
+        "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.9},
+    }
+    with pytest.raises(ConfigError) as error:
+        check_node(node, "paradigm")
+    assert (error.value.key, error.value.value) == ("paradigm.optimizer.name", "adamw")
+    check_node({**node, "optimizer": {**node["optimizer"], "name": "momentum"}}, "paradigm")
+
+
+def test_fedyogi_step_against_values_computed_by_hand() -> None:
+    # One client, update g = (0.2, 0.05); beta1 = beta2 = 0.5, tau = 0.1, so v0 = tau^2 = 0.01.
+    # Yogi: v = v0 - (1 - beta2) g^2 sign(v0 - g^2):
+    #   g1^2 = 0.04 > v0:   v = 0.01 + 0.5 * 0.04   = 0.03     (Adam: 0.025, flipped sign: -0.01)
+    #   g2^2 = 0.0025 < v0: v = 0.01 - 0.5 * 0.0025 = 0.00875  (Adam: 0.00625, flipped: 0.01125)
+    # m = 0.5 g = (0.1, 0.025); step = m / (sqrt(v) + tau):
+    #   0.1 / (0.173205 + 0.1) = 0.366025,  0.025 / (0.093541 + 0.1) = 0.129171
+    yogi = FedYogi(server_lr=1.0, beta1=0.5, beta2=0.5, tau=0.1)
+    weights = torch.tensor([1.0, -2.0])
+    update = Updates(torch.tensor([[0.2, 0.05]]), torch.ones(1))
+    new, state = yogi.aggregate(weights, update, yogi.init_state(weights))
+    torch.testing.assert_close(state["v"], torch.tensor([0.03, 0.00875]))
+    torch.testing.assert_close(new, torch.tensor([1.366025, -1.870829]))
