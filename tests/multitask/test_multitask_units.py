@@ -261,3 +261,12 @@ def test_the_non_finite_guard_covers_gradient_weightings(tmp_path, weighting, po
         assert guard.skipped == 2 and trainer.global_step == 2
     changed = [k for k, v in learned().items() if not torch.equal(v, before[k])]
     assert not changed, f"{len(changed)} tensors changed, e.g. {changed[0]}"
+
+
+def test_gradnorm_waits_for_a_task_s_first_labels_before_its_initial_loss() -> None:
+    method = GradNorm([1.0, 1.0])
+    grads = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    method.combine(grads, torch.tensor([1.0, 0.0]), torch.zeros(0, 2), step=0)  # no parity labels
+    method.combine(grads, torch.tensor([0.9, 0.7]), torch.zeros(0, 2), step=1)
+    assert torch.isfinite(method.current).all() and method.current.min() > 0.5, method.current
+    assert method.initial_losses[1] == 0.7, "the first labelled loss is the task's L0"
