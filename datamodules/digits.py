@@ -67,11 +67,12 @@ class DigitsDataModule(InMemoryDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def build(self) -> dict[str, TensorBatches]:
-        digits = load_digits()
-        keep = np.isin(digits.target, self.classes)
-        images = digits.images[keep].astype(np.float32) / 16.0
-        labels = np.searchsorted(self.classes, digits.target[keep])
+    def _split_positions(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The images of ``classes`` (indices into scikit-learn's 1,797 digits) and each
+        split's sorted positions among them."""
+        target = load_digits().target
+        kept = np.flatnonzero(np.isin(target, self.classes))
+        labels = np.searchsorted(self.classes, target[kept])
         indices = np.arange(len(labels))
         rest, test = train_test_split(
             indices, test_size=self.test_fraction, stratify=labels, random_state=self.split_seed
@@ -81,12 +82,24 @@ class DigitsDataModule(InMemoryDataModule):
             rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed
         )
         train = self._few_labels(train, labels)
+        return kept, {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+    def sample_ids(self) -> dict[str, list[str]]:
+        """Which original images each split holds (``digits/<index>``), whatever the shift:
+        what the leakage check compares across a source task and its target."""
+        kept, positions = self._split_positions()
+        return {name: [f"digits/{i}" for i in kept[idx]] for name, idx in positions.items()}
+
+    def build(self) -> dict[str, TensorBatches]:
+        digits = load_digits()
+        kept, positions = self._split_positions()
+        images = digits.images[kept].astype(np.float32) / 16.0
+        labels = np.searchsorted(self.classes, digits.target[kept])
         tensors = self._sample_tensors(self._to_tensor(images), labels)
-        splits = {}
-        for name, idx in (("train", train), ("val", val), ("test", test)):
-            idx_t = torch.as_tensor(np.sort(idx))
-            splits[name] = TensorBatches(*(t[idx_t] for t in tensors))
-        return splits
+        return {
+            name: TensorBatches(*(t[torch.as_tensor(idx)] for t in tensors))
+            for name, idx in positions.items()
+        }
 
     def _sample_tensors(self, pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, ...]:
         """What a batch holds, per sample: the images and their class (multitask adds labels)."""

@@ -196,12 +196,7 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        found, self.tasks = self.read()
-        if one_class_label(next(iter(found.values())).labels):
-            # an image without its one label teaches nothing
-            found = {k: v.subset(np.flatnonzero(~is_missing(v.labels))) for k, v in found.items()}
-        found = self._split(self._keep_classes(found))
-        found["train"] = self._few_labels(found["train"])
+        found = self._labelled()
         training, evaluation = build_transforms(
             self.backbone, self.image_size, self.in_chans, self.transform, self.augment
         )
@@ -211,6 +206,24 @@ class ImageDataModule(pl.LightningDataModule):
             self.splits[name] = ImageSamples(found[name], transform, mode, self.skip_bad_files)
         if self.in_memory:
             self.splits = {name: self._decode(samples) for name, samples in self.splits.items()}
+
+    def _labelled(self) -> dict[str, Labelled]:
+        """The images of each split, before any decoding (sets ``tasks``)."""
+        found, self.tasks = self.read()
+        if one_class_label(next(iter(found.values())).labels):
+            # an image without its one label teaches nothing
+            found = {k: v.subset(np.flatnonzero(~is_missing(v.labels))) for k, v in found.items()}
+        found = self._split(self._keep_classes(found))
+        found["train"] = self._few_labels(found["train"])
+        return found
+
+    def sample_ids(self) -> dict[str, list[str]]:
+        """Each split's images by name (a file's path, a dataset row), read without decoding:
+        what the leakage check compares across a source task and its target."""
+        found = self._labelled()
+        return {
+            name: [found[name].name(i) for i in range(len(found[name].labels))] for name in SPLITS
+        }
 
     def _decode(self, samples: ImageSamples) -> TensorBatches:
         """Every image of ``samples`` transformed once, with its labels, as tensors."""

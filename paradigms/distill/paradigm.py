@@ -34,6 +34,7 @@ from paradigms.models.backbone import (
     load_weights,
 )
 from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.leakage import check_no_leakage
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.models.source import base_weights
 from paradigms.runner.errors import ConfigError
@@ -196,6 +197,7 @@ class Distill:
                 self.teacher_context(context, teacher_mean, teacher_std, size),
                 "distillation's teacher",
                 self.baseline,
+                f"{KEY}.teacher_source.data",
             )
             model, head_kept = create_pretrained({**spec, "weights": weights}, num_classes)
         if not head_kept:
@@ -214,6 +216,9 @@ class Distill:
         """Adds the transfer set's unlabelled images and the cached teacher outputs to the
         training split, as extra rows and extra tensors of its ``TensorBatches``."""
         if self.transfer_data is not None:
+            check_no_leakage(
+                context, self.transfer_data, f"{KEY}.transfer_data", "the unlabelled transfer set"
+            )
             transfer = context.datamodule(self.transfer_data)
             transfer.setup("fit")
             datamodule.splits["train"] = with_transfer_set(

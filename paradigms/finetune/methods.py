@@ -201,16 +201,28 @@ class Lora(Method):
         r: int = 4,
         alpha: float = 8,
         dropout: float = 0.0,
-        target_modules: str = r".*\.(conv\d|qkv|proj|fc\d)",
+        target_modules: str = r".*\.(conv\d|conv_pwl?|qkv|proj|fc\d)(\.conv)?",
         lr: float | None = None,
     ) -> None:
         super().__init__(lr)
         self.r, self.alpha, self.dropout = r, alpha, dropout
         self.target_modules = target_modules
 
+    def targets(self, model: nn.Module) -> list[str]:
+        """Full names of the conv and linear layers ``target_modules`` matches, less grouped
+        convs (peft cannot merge their adapters into the export). peft gets these names, not
+        the regex, which would also match a wrapper of the same name (regnet's ``conv1``
+        block holding ``conv1.conv``)."""
+        layers = [
+            n
+            for n, m in model.named_modules()
+            if isinstance(m, self.LAYERS) and getattr(m, "groups", 1) == 1
+        ]
+        return [n for n in layers if re.fullmatch(self.target_modules, n)]
+
     def check(self, model: nn.Module, backbone: str) -> None:
         names = [n for n, m in model.named_modules() if isinstance(m, self.LAYERS)]
-        if not [n for n in names if re.fullmatch(self.target_modules, n)]:  # as peft matches
+        if not self.targets(model):
             raise ConfigError(
                 f"{KEY}.target_modules",
                 self.target_modules,
@@ -227,7 +239,7 @@ class Lora(Method):
             r=self.r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
-            target_modules=self.target_modules,
+            target_modules=self.targets(model),
         )
         wrapped = get_peft_model(model, config)
         head = classifier_keys(model)

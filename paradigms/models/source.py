@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from paradigms.contract import Context
 from paradigms.models.backbone import EXPORT_WEIGHTS, resolve_weights_file
+from paradigms.models.leakage import check_no_leakage
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.stages import barrier
@@ -30,8 +31,12 @@ def cache_key(definition: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def base_weights(context: Context, purpose: str, recipe: SupervisedRecipe) -> str:
-    """The weights a pretrained model of this run starts from: a path, or ``timm``."""
+def base_weights(
+    context: Context, purpose: str, recipe: SupervisedRecipe, key: str = "source.data"
+) -> str:
+    """The weights a pretrained model of this run starts from: a path, or ``timm``. A
+    source stage trained here (its data the run's with the overrides at ``key``) is first
+    checked not to train on the run's validation or test images; given weights cannot be."""
     weights = context.backbone.get("weights")
     if weights is not None:
         if weights == "none":
@@ -50,6 +55,7 @@ def base_weights(context: Context, purpose: str, recipe: SupervisedRecipe) -> st
             f"{purpose} needs a base model and this data defines no source task",
             "set backbone.weights=<file|run dir|timm>, or source.data for a source stage",
         )
+    check_no_leakage(context, context.source["data"], key, f"the source stage for {purpose}")
     return str(train_source(context, recipe))
 
 

@@ -4,7 +4,8 @@ Loss-based weightings use automatic optimization. Gradient-based ones (``weighti
 use manual optimization: one ``torch.autograd.grad`` per task on the shared parameters (and
 that task's head), averaged across DDP ranks by hand (Lightning keeps DDP's own reducer out of
 manual optimization until ``manual_backward``, which is not called), combined identically on
-every rank, clipped with ``clip_gradients`` and stepped. Autocast (bf16) comes from the
+every rank, clipped with ``clip_gradients`` and stepped; the run's non-finite guard is asked
+first, as ``manual_backward`` would. Autocast (bf16) comes from the
 trainer's precision plugin around ``training_step``.
 """
 
@@ -20,6 +21,7 @@ from paradigms.models.optim import build_optimizer, build_schedule
 from paradigms.multitask.model import MultiTaskModel
 from paradigms.multitask.tasks import Task
 from paradigms.multitask.weighting import Weighting
+from paradigms.runner.guards import NonFiniteGuard
 
 HISTORY = 2  # epochs of mean task losses kept for the weighting (DWA looks two back)
 
@@ -92,8 +94,9 @@ class MultiTaskModule(pl.LightningModule):
             total = self.weighting.loss(losses, history)
         else:
             total = self._manual_step(losses, mean_losses, history)
-        self.loss_sums += mean_losses
-        self.loss_counts += 1
+        if torch.isfinite(mean_losses).all():  # a skipped non-finite step leaves no trace
+            self.loss_sums += mean_losses
+            self.loss_counts += 1
         size = len(batch[0])
         weights = self.weighting.weights(history).detach()
         logged = {f"train/{t.name}/loss": losses[i] for i, t in enumerate(self.tasks)}
@@ -125,6 +128,10 @@ class MultiTaskModule(pl.LightningModule):
     ) -> torch.Tensor:
         """Per-task gradients -> combined shared update + weighted head updates -> one step."""
         opt, strategy = self.optimizers(), self.trainer.strategy
+        if self._non_finite(losses):  # skipped: no gradient, no weighting update, no step
+            opt.step()
+            self.lr_schedulers().step()
+            return losses.detach().sum()
         shared = self.model.shared_parameters()
         heads = [
             [p for p in self.model.heads[t.name].parameters() if p.requires_grad]
@@ -151,6 +158,15 @@ class MultiTaskModule(pl.LightningModule):
         opt.zero_grad(set_to_none=True)
         self.lr_schedulers().step()
         return (weights * losses.detach()).sum()
+
+    def _non_finite(self, losses: torch.Tensor) -> bool:
+        """Asks the run's non-finite guards about ``losses``, as Lightning does before a
+        backward pass (``manual_backward``, which this path never calls): ``stop`` raises
+        here, before any gradient; ``skip`` answers True and drops the step's gradients."""
+        guards = [c for c in self.trainer.callbacks if isinstance(c, NonFiniteGuard)]
+        for guard in guards:
+            guard.on_before_backward(self.trainer, self, losses)
+        return any(guard.bad_step for guard in guards)
 
     def _eval_step(self, batch: tuple[torch.Tensor, ...], split: str) -> None:
         losses, outputs = self._losses(batch)

@@ -115,10 +115,13 @@ class GradNorm(Weighting):
         self, grads: torch.Tensor, losses: torch.Tensor, history: torch.Tensor, step: int
     ) -> torch.Tensor:
         update = self.current @ grads
-        if not self.initial_losses.any():
-            self.initial_losses.copy_(losses)
+        # L0 of a task is its first loss from a batch with its labels (a batch without any
+        # gives an exact zero); until then its training rate counts as the mean's.
+        fresh = (self.initial_losses == 0) & (losses > 0)
+        self.initial_losses.copy_(torch.where(fresh, losses, self.initial_losses))
+        known = self.initial_losses > 0
         norms = grads.norm(dim=1)
-        ratio = losses / self.initial_losses.clamp_min(1e-12)
+        ratio = torch.where(known, losses / self.initial_losses.clamp_min(1e-12), 1.0)
         target = (self.current * norms).mean() * (ratio / ratio.mean()) ** self.alpha
         slope = torch.sign(self.current * norms - target) * norms / norms.mean().clamp_min(1e-12)
         moved = (self.current - self.lr * slope).clamp_min(1e-3)

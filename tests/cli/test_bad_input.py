@@ -62,6 +62,8 @@ BAD = [
     ("paradigm=distill data=image_folder data.root=tests", "paradigm.cache_teacher"),
     ("paradigm=federated trainer=ddp_cpu", "trainer.devices"),
     ("paradigm=federated logger=csv_tensorboard", "logger.tensorboard"),
+    # a source stage that would train on the target's test images (checked before training)
+    ("paradigm=transfer source.data.classes=null", "source.data"),
 ]
 
 

@@ -4,6 +4,7 @@ holds, LoRA trains only adapters and head, EMA weights are the ones tested and e
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,23 @@ def test_cli_stops_bad_method_settings_with_one_line(overrides: list[str], key: 
     assert process.returncode == 2
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}="), process.stderr
+
+
+@pytest.mark.filterwarnings("error:LoRA adapter added")  # an adapter that cannot merge
+@pytest.mark.parametrize("yaml", sorted(Path("conf/backbone").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_default_lora_targets_fit_every_shipped_backbone(yaml: Path):
+    import timm
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    lora = instantiate(OmegaConf.load("conf/paradigm/method/lora.yaml"))
+    name = OmegaConf.load(yaml).name
+    model = timm.create_model(name, pretrained=False, num_classes=10)
+    lora.check(model, name)
+    prepared = lora.prepare(model, "frozen")
+    adapters = [n for n, p in prepared.model.named_parameters() if "lora_" in n]
+    merged = copy.deepcopy(prepared.model).merge_and_unload()  # as MergedExport does
+    prepared.export.load_state_dict(merged.state_dict())
+    assert adapters and all(
+        p.requires_grad for n, p in prepared.model.named_parameters() if "lora_" in n
+    )

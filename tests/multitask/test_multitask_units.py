@@ -9,6 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.csv_images import CsvDataModule
 from datamodules.labels import IGNORE
@@ -21,6 +22,7 @@ from paradigms.multitask.schema import MultiTask as MultiTaskSchema
 from paradigms.multitask.tasks import METRICS, Task, parse_tasks
 from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.guards import NonFiniteGuard, NonFiniteLoss
 from paradigms.runner.validation import check_node
 from tests.helpers import ROOT, quiet_trainer
 
@@ -229,3 +231,42 @@ def test_every_weighting_config_builds_a_method_that_states_its_cost(path: Path)
     method = instantiate(OmegaConf.load(path))(weights=[1.0, 2.0])
     assert isinstance(method, Weighting)
     assert "Cost:" in type(method).__doc__
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+@pytest.mark.parametrize("weighting", [GradNorm, PCGrad, CAGrad], ids=lambda w: w.__name__)
+def test_the_non_finite_guard_covers_gradient_weightings(tmp_path, weighting, policy) -> None:
+    """A NaN loss stops the run (stop) or leaves every weight and task weight as it was (skip)."""
+    pl.seed_everything(0)
+    tasks = [DIGIT, PARITY]
+    images = torch.full((4, 3, 16, 16), NAN)
+    batches = TensorDataset(images, torch.tensor([0, 1, 2, 0]), torch.tensor([1.0, 0, 1, 0]))
+    model = build_model({"name": "test_resnet", "in_chans": 3}, tasks, {})
+    method = weighting([1.0, 1.0])
+    module = MultiTaskModule(
+        model, tasks, method, {"name": "adamw", "lr": 0.1}, {"name": "constant"}
+    )
+    # The learned state: the forward still moves BatchNorm statistics, as in automatic mode.
+    learned = lambda: dict(module.named_parameters()) | dict(method.named_buffers())  # noqa: E731
+    before = {k: v.detach().clone() for k, v in learned().items()}
+    guard = NonFiniteGuard(policy)
+    trainer = quiet_trainer(
+        max_steps=2, limit_val_batches=0, callbacks=[guard], default_root_dir=str(tmp_path)
+    )
+    if policy == "stop":
+        with pytest.raises(NonFiniteLoss):
+            trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=2))
+    else:
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=2))
+        assert guard.skipped == 2 and trainer.global_step == 2
+    changed = [k for k, v in learned().items() if not torch.equal(v, before[k])]
+    assert not changed, f"{len(changed)} tensors changed, e.g. {changed[0]}"
+
+
+def test_gradnorm_waits_for_a_task_s_first_labels_before_its_initial_loss() -> None:
+    method = GradNorm([1.0, 1.0])
+    grads = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    method.combine(grads, torch.tensor([1.0, 0.0]), torch.zeros(0, 2), step=0)  # no parity labels
+    method.combine(grads, torch.tensor([0.9, 0.7]), torch.zeros(0, 2), step=1)
+    assert torch.isfinite(method.current).all() and method.current.min() > 0.5, method.current
+    assert method.initial_losses[1] == 0.7, "the first labelled loss is the task's L0"
