@@ -22,6 +22,7 @@ from paradigms.runner.errors import ConfigError, reported
 from paradigms.runner.help import register_resolver as register_help_resolver
 from paradigms.runner.preflight import preflight
 from paradigms.runner.run_dirs import (
+    chosen_checkpoint,
     is_new_run,
     register_resolvers,
     resumed_config,
@@ -79,6 +80,7 @@ def main(cfg: DictConfig) -> float:
                 cfg.seed,
                 bool(cfg.resume),
                 run_dir=run_dir,
+                resume_from=chosen_checkpoint(cfg.resume),
                 hparams=plain,
                 nonfinite=cfg.nonfinite,
             ),

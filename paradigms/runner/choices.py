@@ -35,6 +35,8 @@ def _values(override) -> list[str]:
     if override.is_sweep_override():
         return list(override.sweep_string_iterator())
     value = override.value()
+    if isinstance(value, list):  # several options of one group: logger=[csv,tensorboard]
+        return [str(v) for v in value]
     return [] if value is None else [str(value)]
 
 

@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import Callback
 from paradigms.models.backbone import export_model
 from paradigms.runner.console import stage_header
 from paradigms.runner.csv_logger import ResumableCSVLogger
-from paradigms.runner.errors import Interrupted
+from paradigms.runner.errors import ConfigError, Interrupted
 from paradigms.runner.guards import EpochSeed, NonFiniteGuard
 from paradigms.runner.tracking import build_loggers, close
 
@@ -51,7 +51,26 @@ class Stages:
     run_dir: Path | None = None
     hparams: dict[str, Any] | None = None
     nonfinite: str = "stop"
+    resume_from: Path | None = None  # resume=<a .ckpt file>: its stage continues from it
     summarized: bool = field(default=False, init=False)  # the model summary shows once a run
+
+    def __post_init__(self) -> None:
+        if self.resume_from is not None and (self.resume_from.parent.parent / RESULTS).is_file():
+            raise ConfigError(
+                "resume",
+                str(self.resume_from),
+                "the stage of this checkpoint has finished; it is not trained again",
+                "resume=<the run directory>, or a checkpoint of a stage without results.json",
+            )
+
+    def checkpoint(self, stage_dir: Path) -> str | None:
+        """What a stage continues from: the chosen checkpoint when it is this stage's, else
+        its ``last.ckpt`` when the run resumes; None to start afresh."""
+        checkpoints = stage_dir / "checkpoints"
+        if self.resume_from is not None and self.resume_from.parent == checkpoints.resolve():
+            return str(self.resume_from)
+        last = checkpoints / LAST_CHECKPOINT
+        return str(last) if self.resume and last.is_file() else None
 
     def title(self, stage_dir: Path) -> str:
         """A stage's name: its directory under the run directory (``model`` for the run's);
@@ -111,10 +130,11 @@ class Stages:
             self.header(stage_dir, "done before: its results are reused")
             return json.loads(done.read_text())
         trainer = self.trainer_for(stage_dir, monitor, mode, **overrides)
-        last = stage_dir / "checkpoints" / LAST_CHECKPOINT
-        ckpt_path = str(last) if self.resume and last.is_file() else None
+        ckpt_path = self.checkpoint(stage_dir)
         epochs = f"{trainer.max_epochs} epoch" + ("s" if trainer.max_epochs != 1 else "")
-        self.header(stage_dir, epochs + (", resumed from its last checkpoint" if ckpt_path else ""))
+        self.header(
+            stage_dir, epochs + (f", resumed from {Path(ckpt_path).name}" if ckpt_path else "")
+        )
         if ckpt_path:
             step = torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"]
             for logger in trainer.loggers:

@@ -23,6 +23,7 @@ CONF = Path(__file__).parents[2] / "conf"
         (["-m", "backbone=resnet10t,resnet_18"], r"^backbone='resnet_18'.*did you mean resnet18"),
         (["backbone=resnet34"], r"resnet34 is a timm model: use backbone\.name=resnet34"),
         (["backbone=no_such"], r"use one of .*resnet10t.*backbone\.name=<timm name>"),
+        (["logger=[csv,tensorbord]"], r"^logger='tensorbord'.*did you mean tensorboard or"),
     ],
 )
 def test_an_unknown_option_names_the_group_and_the_closest_options(
@@ -36,6 +37,7 @@ def test_an_unknown_option_names_the_group_and_the_closest_options(
     "args",
     [
         ["paradigm=scratch", "backbone=lcnet_050", "backbone.name=hf-hub:timm/resnet18.a1_in1k"],
+        ["logger=[csv,tensorboard,mlflow]"],
         ["--help"],
         ["--cfg", "job", "paradigm=federated", "paradigm/strategy=krum"],
         ["-m", "paradigm=scratch,finetune", "hydra/launcher=parallel"],
