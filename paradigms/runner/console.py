@@ -25,12 +25,16 @@ def quiet(verbose: bool) -> None:
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", str(LOG_WIDTH))
     logging.captureWarnings(True)
+    for name in LIBRARY_LOGGERS:  # Lightning's own console handler, when it loaded first
+        library = logging.getLogger(name)
+        for handler in [h for h in library.handlers if type(h) is logging.StreamHandler]:
+            library.removeHandler(handler)
+            library.propagate = True  # to the log file (and the console) like the rest
     if verbose:
         return
-    for name in ("", *LIBRARY_LOGGERS):  # Lightning adds its own handler when it loads first
-        for handler in logging.getLogger(name).handlers:
-            if type(handler) is logging.StreamHandler:  # the console, not a FileHandler
-                handler.setLevel(logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # the console, not a FileHandler
+            handler.setLevel(logging.ERROR)
 
 
 def stage_header(title: str, detail: str) -> None:

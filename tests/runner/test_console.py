@@ -31,7 +31,13 @@ def handlers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     root.setLevel(logging.INFO)
     for handler in added:
         root.addHandler(handler)
+    lightning = logging.getLogger("pytorch_lightning")  # as Lightning leaves it when it loads
+    propagate, own = lightning.propagate, logging.StreamHandler(screen)  # before any handler
+    lightning.addHandler(own)
+    lightning.propagate = False
     yield screen, log
+    lightning.removeHandler(own)
+    lightning.propagate = propagate
     logging.captureWarnings(False)
     root.setLevel(level)
     for handler in added:
