@@ -17,9 +17,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from paradigms.runner.choices import check_choices
+from paradigms.runner.console import quiet
 from paradigms.runner.errors import ConfigError, reported
+from paradigms.runner.help import register_resolver as register_help_resolver
 from paradigms.runner.preflight import preflight
 from paradigms.runner.run_dirs import (
+    chosen_checkpoint,
     is_new_run,
     register_resolvers,
     resumed_config,
@@ -31,6 +34,7 @@ from paradigms.runner.threads import machine, use_cores
 
 register_resolvers()
 register_slurm_resolvers()
+register_help_resolver()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -39,6 +43,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     fresh = is_new_run(cfg.resume, run_dir)
+    quiet(cfg.verbose)  # library log lines and warnings: cli.log only, unless verbose=true
     with reported(run_dir, fresh, cfg.debug, multirun):
         if resumes_saved_run(cfg.resume):
             cfg = resumed_config(
@@ -75,6 +80,7 @@ def main(cfg: DictConfig) -> float:
                 cfg.seed,
                 bool(cfg.resume),
                 run_dir=run_dir,
+                resume_from=chosen_checkpoint(cfg.resume),
                 hparams=plain,
                 nonfinite=cfg.nonfinite,
             ),

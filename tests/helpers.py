@@ -208,3 +208,28 @@ def every_option() -> list[list[str]]:
         else:
             selections.append([f"+{group}={path.stem}"])
     return selections
+
+
+def linear_stage(
+    stage_dir: Path, loggers: dict[str, Any] | None = None, **options: Any
+) -> dict[str, float]:
+    """One real stage in ``stage_dir`` through ``Stages.fit_and_test``: a linear model on 8x8
+    digits, 2 epochs, a checkpoint per epoch; ``options`` are the other ``Stages`` fields."""
+    from torch import nn
+
+    from datamodules.digits import DigitsDataModule
+    from paradigms.models.classifier import ClassificationModule
+    from paradigms.runner.stages import Stages
+
+    trainer = {"_target_": "pytorch_lightning.Trainer", "max_epochs": 2, "accelerator": "cpu",
+               "enable_progress_bar": False, "enable_model_summary": False}  # fmt: skip
+    every_epoch = {"_target_": "pytorch_lightning.callbacks.ModelCheckpoint",
+                   "filename": "best-{epoch:03d}", "auto_insert_metric_name": False,
+                   "save_top_k": -1, "save_last": True}  # fmt: skip
+    stages = Stages(
+        trainer, {"checkpoint": every_epoch}, loggers or {}, 0, run_dir=stage_dir, **options
+    )
+    data = DigitsDataModule(image_size=8, in_chans=1, train_per_class=5, batch_size=25)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    module = ClassificationModule(model, 10, {"name": "adam", "lr": 0.01}, {"name": "none"})
+    return stages.fit_and_test(module, data, stage_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
@@ -18,7 +17,7 @@ from paradigms.contract import Context, Needs, Result, Row, check_compare
 from paradigms.finetune.lr_groups import lr_table, param_groups, print_lr_table
 from paradigms.finetune.methods import Full, Method, PreparedModel
 from paradigms.finetune.module import FinetuneModule
-from paradigms.models.backbone import check_model_name, count_parameters, create_pretrained
+from paradigms.models.backbone import architecture, count_parameters, create_pretrained
 from paradigms.models.classifier import ClassificationModule, reported_metrics
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.models.source import base_weights
@@ -76,8 +75,7 @@ class Finetune:
 
     def check(self, name: str) -> None:
         """Stops on method settings the backbone cannot honour, before anything trains."""
-        check_model_name(name)
-        self.method.check(timm.create_model(name, pretrained=False), name)
+        self.method.check(architecture(name, pretrained=False), name)
 
     def module(
         self, prepared: PreparedModel, num_classes: int, lr: float, title: str

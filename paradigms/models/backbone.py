@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
-from paradigms.models.names import unknown_model_hint
+from paradigms.models.names import is_hub_name, unknown_model_hint
 from paradigms.runner.errors import ConfigError
 
 EXPORT_WEIGHTS = "model.safetensors"
@@ -32,6 +32,23 @@ def check_model_name(name: str) -> None:
     hint = unknown_model_hint(name)
     if hint is not None:
         raise ConfigError("backbone.name", name, "timm has no such model", hint)
+
+
+def architecture(name: str, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, **kwargs)`` after the name check; a Hub model
+    (``hf-hub:...``) that cannot be fetched stops in one line."""
+    check_model_name(name)
+    try:
+        return timm.create_model(name, **kwargs)
+    except OSError as error:
+        if not is_hub_name(name):
+            raise
+        raise ConfigError(
+            "backbone.name",
+            name,
+            f"timm could not fetch this Hub model ({type(error).__name__})",
+            "connect to the network, or use a timm name offline (backbone.name=resnet18)",
+        ) from error
 
 
 def resolve_weights_file(weights: str | None) -> Path | None:
@@ -58,10 +75,9 @@ def create_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
 
 def create_pretrained(spec: dict[str, Any], num_classes: int) -> tuple[nn.Module, bool]:
     """The model, and whether its head came from the weights (the label space matched)."""
-    check_model_name(spec["name"])
     weights = spec.get("weights") or "none"
     try:
-        model = timm.create_model(
+        model = architecture(
             spec["name"],
             pretrained=weights == "timm",
             num_classes=num_classes,

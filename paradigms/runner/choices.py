@@ -4,15 +4,18 @@ options there are, as every other bad input does, instead of Hydra's multi-line 
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
+from paradigms.models.names import unknown_model_hint
 from paradigms.runner.errors import ConfigError
 
 FILE = "file://"
+ANY_TIMM = "backbone"  # its options are a few timm models; any other is backbone.name=<name>
 
 
 def _search_dirs(overrides: list, conf: Path) -> list[Path] | None:
@@ -32,6 +35,8 @@ def _values(override) -> list[str]:
     if override.is_sweep_override():
         return list(override.sweep_string_iterator())
     value = override.value()
+    if isinstance(value, list):  # several options of one group: logger=[csv,tensorboard]
+        return [str(v) for v in value]
     return [] if value is None else [str(value)]
 
 
@@ -58,6 +63,16 @@ def check_choices(args: list[str], conf: Path) -> None:
         for value in values:
             if not any((folder / f"{value}.yaml").is_file() for folder in folders):
                 options = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
-                raise ConfigError(
-                    group, value, "no such option", f"use one of {', '.join(options)}"
-                )
+                raise ConfigError(group, value, "no such option", _fix(group, value, options))
+
+
+def _fix(group: str, value: str, options: list[str]) -> str:
+    """The closest options first (difflib), then the rest; for a backbone, the timm way."""
+    if group == ANY_TIMM and unknown_model_hint(value) is None:
+        return f"{value} is a timm model: use backbone.name={value} (any timm model works)"
+    close = difflib.get_close_matches(value, options, n=3, cutoff=0.6)
+    fix = f"did you mean {' or '.join(close)}? Options: " if close else "use one of "
+    fix += ", ".join(options)
+    if group == ANY_TIMM:
+        fix += "; or any timm model as backbone.name=<timm name>"
+    return fix

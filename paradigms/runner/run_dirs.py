@@ -55,6 +55,17 @@ def resumes_saved_run(resume: str | None) -> bool:
     return bool(resume) and resume != AUTO
 
 
+def chosen_checkpoint(resume: str | None) -> Path | None:
+    """``resume=<a .ckpt file>``: the checkpoint its stage continues from (else None: each
+    stage continues from its own ``last.ckpt``)."""
+    path = Path(str(resume)).expanduser()
+    return (
+        path.resolve()
+        if resumes_saved_run(resume) and path.suffix == ".ckpt" and path.is_file()
+        else None
+    )
+
+
 def is_new_run(resume: str | None, directory: Path) -> bool:
     """Whether this run starts afresh (``resume=auto`` does until its job left a checkpoint)."""
     if resume == AUTO:

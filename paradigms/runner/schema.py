@@ -36,6 +36,12 @@ class Accelerate(Schema):
     tf32 = flag()
 
 
+class ModelSummary(Schema):
+    """``callbacks.rich_model_summary``: the model summary at the first fit."""
+
+    max_depth = whole(0, example=1)
+
+
 class Source(Schema):
     """``source``: the related task a source stage trains on (set by a scenario)."""
 
@@ -57,6 +63,7 @@ class Run(Schema):
         "threads=auto (or a count, e.g. threads=4)",
     )
     debug = flag()
+    verbose = flag()
     optimized_metric = Check(
         lambda v: isinstance(v, str) and bool(re.fullmatch(r"([\w-]+/)*(val|test)/\w+", v)),
         "must look like [stage/]val|test/<metric>",

@@ -9,7 +9,7 @@ skips the stages that completed and continues the interrupted one from its last 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from hydra.utils import instantiate
 from pytorch_lightning.callbacks import Callback
 
 from paradigms.models.backbone import export_model
+from paradigms.runner.console import stage_header
 from paradigms.runner.csv_logger import ResumableCSVLogger
-from paradigms.runner.errors import Interrupted
+from paradigms.runner.errors import ConfigError, Interrupted
 from paradigms.runner.guards import EpochSeed, NonFiniteGuard
 from paradigms.runner.tracking import build_loggers, close
 
@@ -50,6 +51,35 @@ class Stages:
     run_dir: Path | None = None
     hparams: dict[str, Any] | None = None
     nonfinite: str = "stop"
+    resume_from: Path | None = None  # resume=<a .ckpt file>: its stage continues from it
+    summarized: bool = field(default=False, init=False)  # the model summary shows once a run
+
+    def __post_init__(self) -> None:
+        if self.resume_from is not None and (self.resume_from.parent.parent / RESULTS).is_file():
+            raise ConfigError(
+                "resume",
+                str(self.resume_from),
+                "the stage of this checkpoint has finished; it is not trained again",
+                "resume=<the run directory>, or a checkpoint of a stage without results.json",
+            )
+
+    def checkpoint(self, stage_dir: Path) -> str | None:
+        """What a stage continues from: the chosen checkpoint when it is this stage's, else
+        its ``last.ckpt`` when the run resumes; None to start afresh."""
+        checkpoints = stage_dir / "checkpoints"
+        if self.resume_from is not None and self.resume_from.parent == checkpoints.resolve():
+            return str(self.resume_from)
+        last = checkpoints / LAST_CHECKPOINT
+        return str(last) if self.resume and last.is_file() else None
+
+    def title(self, stage_dir: Path) -> str:
+        """A stage's name: its directory under the run directory (``model`` for the run's);
+        a stage outside it is a cached one (a source stage), named by its cache folder."""
+        if self.run_dir is not None and stage_dir.is_relative_to(self.run_dir):
+            return (
+                str(stage_dir.relative_to(self.run_dir)) if stage_dir != self.run_dir else "model"
+            )
+        return f"{stage_dir.parent.name}, cached in {stage_dir.parent}"
 
     def trainer_for(self, stage_dir: Path, monitor: str, mode: str, **overrides: Any) -> pl.Trainer:
         """A Trainer writing checkpoints and logs under ``stage_dir``."""
@@ -59,6 +89,8 @@ class Stages:
                 continue
             if spec["_target_"].endswith("LearningRateMonitor") and not any(self.loggers.values()):
                 continue  # it needs a logger to write to (logger=none)
+            if spec["_target_"].endswith("ModelSummary") and self.summarized:
+                continue
             if spec["_target_"].endswith("ModelCheckpoint"):
                 spec = {
                     **spec,
@@ -75,6 +107,11 @@ class Stages:
             options, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir)
         )
 
+    def header(self, stage_dir: Path, detail: str) -> None:
+        """The stage's one line on the console (rank 0 of a distributed run)."""
+        if pl.utilities.rank_zero_only.rank == 0:
+            stage_header(self.title(stage_dir), detail)
+
     def fit_and_test(
         self,
         module: pl.LightningModule,
@@ -90,10 +127,14 @@ class Stages:
         contains the trained one); returns the test metrics."""
         done = stage_dir / RESULTS
         if done.is_file():
+            self.header(stage_dir, "done before: its results are reused")
             return json.loads(done.read_text())
         trainer = self.trainer_for(stage_dir, monitor, mode, **overrides)
-        last = stage_dir / "checkpoints" / LAST_CHECKPOINT
-        ckpt_path = str(last) if self.resume and last.is_file() else None
+        ckpt_path = self.checkpoint(stage_dir)
+        epochs = f"{trainer.max_epochs} epoch" + ("s" if trainer.max_epochs != 1 else "")
+        self.header(
+            stage_dir, epochs + (f", resumed from {Path(ckpt_path).name}" if ckpt_path else "")
+        )
         if ckpt_path:
             step = torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"]
             for logger in trainer.loggers:
@@ -101,6 +142,7 @@ class Stages:
                     logger.drop_rows_after(step)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            self.summarized = True
         except (KeyboardInterrupt, SystemExit) as stop:  # Lightning exits on Ctrl-C and SIGTERM
             signal_name = "SIGTERM" if trainer.received_sigterm else "SIGINT"
             raise Interrupted(self.run_dir or stage_dir, signal_name) from stop
@@ -123,6 +165,7 @@ class Stages:
     ) -> dict[str, float]:
         """Tests ``module`` as it is, without training (e.g. a source model on the target)."""
         trainer = self.trainer_for(stage_dir, "val/acc", "max")
+        self.header(stage_dir, "test only")
         results = trainer.test(module, datamodule=datamodule, verbose=False)
         close(trainer.loggers)
         if trainer.is_global_zero:

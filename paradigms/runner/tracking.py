@@ -19,6 +19,8 @@ from hydra.utils import instantiate
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from paradigms.runner.tensorboard_logger import SUBDIR, StageTensorBoardLogger
+
 TRACKERS = "trackers.json"
 
 # The trackers that keep runs: the argument that continues a run, and the one that names it.
@@ -27,8 +29,9 @@ RUN_ARGUMENTS = {
     "WandbLogger": ("id", "name"),
 }
 
-# A file logger (metrics.csv) already holds what the summary step would add; summary.json has it.
-SKIPPED_AT_SUMMARY = ("CSVLogger",)
+# File loggers (metrics.csv, each stage's event file) already hold what the summary step would
+# add (every model's test metrics); summary.json has it.
+SKIPPED_AT_SUMMARY = ("CSVLogger", "TensorBoardLogger")
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -143,7 +146,8 @@ def log_summary(
         where = run["where"] if run else _where(logger, spec)
         lines.append(f"{key}: {where}" + (f" (run {run['run_id']})" if run else ""))
     close(loggers)
-    return lines
+    event_files = [k for k, s in specs.items() if s and _kind(s).endswith("TensorBoardLogger")]
+    return lines + [f"{key}: {run_dir / SUBDIR}" for key in event_files]
 
 
 def _attach(logger: Logger, files: list[Path]) -> None:
@@ -160,8 +164,11 @@ def _attach(logger: Logger, files: list[Path]) -> None:
 
 def close(loggers: list[Logger]) -> None:
     """Ends the trackers' sessions in this process once a stage is done: W&B keeps one run
-    open until told, and the next stage's logger would silently reuse it."""
+    open until told, and the next stage's logger would silently reuse it; TensorBoard's
+    writer of the stage is closed."""
     for logger in loggers:
         finish = getattr(getattr(logger, "_experiment", None), "finish", None)
         if callable(finish):
             finish()
+        if isinstance(logger, StageTensorBoardLogger):
+            logger.end_stage()

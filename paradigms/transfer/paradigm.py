@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm
 from torch import nn
 
 from paradigms.contract import Context, Needs, Result, Row, check_compare
 from paradigms.models.backbone import (
-    check_model_name,
+    architecture,
     classifier_keys,
     create_pretrained,
 )
@@ -91,8 +90,7 @@ class Transfer:
 
     def check(self, context: Context, datamodule: Any) -> bool:
         """Stops on what cannot work before anything trains; returns whether to cache."""
-        check_model_name(context.backbone["name"])
-        probe = timm.create_model(context.backbone["name"], pretrained=False)
+        probe = architecture(context.backbone["name"], pretrained=False)
         groups = block_group_count(probe)
         if self.replace_last_blocks > groups:
             raise ConfigError(

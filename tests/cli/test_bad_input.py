@@ -55,6 +55,8 @@ BAD = [
         "trainer.accumulate_grad_batches",
     ),
     ("paradigm/method=sideways", "paradigm/method"),
+    ("paradigm=no_such", "paradigm"),
+    ("backbone=resnet34", "backbone"),
     ("paradigm=federated paradigm/strategy=fedsgd", "paradigm/strategy"),
     ("paradigm=federated paradigm.client_dropout=1", "paradigm.client_dropout"),
     # what a paradigm needs of the data, the trainer and the loggers (paradigms.contract.Needs)

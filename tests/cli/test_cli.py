@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli
+from paradigms.runner.choices import check_choices
+from tests.helpers import CONF, ROOT, cli
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -18,20 +19,38 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_help_lists_the_groups_and_their_options() -> None:
+def test_help_lists_every_paradigm_and_user_group_and_no_internal_one() -> None:
     started = time.perf_counter()
     process = _run("--help")
     assert process.returncode == 0
-    listing = process.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
-    groups = dict(line.split(": ", 1) for line in listing.splitlines() if ": " in line)
-    assert {"finetune", "scratch", "transfer", "multitask", "federated", "distill"} <= set(
-        groups["paradigm"].replace(" ", "").split(",")
-    )
-    assert {"cpu", "gpu", "bf16", "ddp", "ddp_cpu"} <= set(
-        groups["trainer"].replace(" ", "").split(",")
-    )
-    assert "digits" in groups["data"]
-    assert "mobilenetv3_small_050" in process.stdout
+    text = process.stdout
+    assert 40 <= len(text.splitlines()) <= 70 and "powered by Hydra" not in text
+    paradigms = text.split("Paradigms (paradigm=<name>):")[1].split("Options")[0]
+    listed = {line.split()[0] for line in paradigms.splitlines() if line.strip()}
+    assert listed == {p.stem for p in (CONF / "paradigm").glob("*.yaml")}
+    options = text.split("Options (group=option):")[1].split("Any setting")[0]
+    groups = {
+        line.split()[0] for line in options.splitlines() if line.startswith("  ") and line[2] != " "
+    }
+    assert {
+        "backbone",
+        "data",
+        "trainer",
+        "logger",
+        "paradigm/method",
+        "paradigm/strategy",
+    } <= groups
+    assert not groups & {"images", "scenario", "callbacks", "scenario/digits"}
+    assert "mobilenetv3_small_050" in options and "trainer/default" not in text
+    assert "cpu (default)" in options and ", default" not in options
+    examples = [
+        line.split("   ")[0].split()[2:]
+        for line in text.splitlines()
+        if line.startswith("  python cli.py")
+    ]
+    assert len(examples) == 6
+    for example in examples:  # every option an example names exists
+        check_choices([a for a in example if "<" not in a], CONF)
     assert time.perf_counter() - started < 10
 
 

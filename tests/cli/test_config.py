@@ -28,9 +28,13 @@ def test_every_option_composes_and_resolves(overrides: list[str]) -> None:
 @pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(CONF)) for p in ALL_YAML])
 def test_every_value_has_a_comment(path: Path) -> None:
     """A line that sets a scalar value carries a `#` comment saying what it does."""
-    undocumented = []
+    undocumented, block = [], None  # block: the indent of a `key: |` whose text lines follow
     for number, line in enumerate(path.read_text().splitlines(), 1):
         stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if block is not None and (not stripped or indent > block):
+            continue  # a line of a block scalar's text (the help template)
+        block = indent if re.match(r"^[\w.-]+:\s*\|-?\s*(#|$)", stripped) else None
         if not stripped or stripped.startswith(("#", "-", "defaults:")) or stripped == "{}":
             continue
         if (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import timm
 import torch
@@ -69,3 +70,12 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path, 10)
     with pytest.raises(ConfigError, match="does not fit"):
         create_pretrained({"name": "resnet10t", "weights": str(path)}, 10)
+
+
+def test_a_hub_name_passes_the_name_check_and_offline_stops_in_one_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    check_model_name("hf-hub:timm/resnet18.a1_in1k")  # timm fetches it at run time
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1
+    with pytest.raises(ConfigError, match=r"backbone.name='hf-hub:timm/resnet18.a1_in1k'.*Fix"):
+        create_pretrained({**SPEC, "name": "hf-hub:timm/resnet18.a1_in1k"}, 10)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAST, cli, interrupted, run_dirs, summary
+from tests.helpers import FAST, cli, interrupted, linear_stage, run_dirs, summary
 
 RUN = [*FAST, "paradigm=scratch", "trainer.max_epochs=5"]
 
@@ -78,3 +78,19 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_resume_exactly(
     cli(f"resume={stopped}", output_root=tmp_path / "stopped")
     assert summary(stopped)["metrics"] == expected
     assert _epochs(stopped) == ["0", "1", "2", "3", "4"]
+
+
+def test_resume_from_a_chosen_checkpoint_continues_from_that_epoch(tmp_path: Path) -> None:
+    from paradigms.runner.errors import ConfigError
+
+    linear_stage(tmp_path)
+    checkpoints = tmp_path / "checkpoints"
+    first = checkpoints / "best-000.ckpt"
+    with pytest.raises(ConfigError, match="resume=.*has finished"):
+        linear_stage(tmp_path, resume=True, resume_from=first.resolve())
+    (tmp_path / "results.json").unlink()  # as if killed after its last epoch
+    linear_stage(tmp_path, resume=True, resume_from=first.resolve())
+    assert len(list(checkpoints.glob("best-001*.ckpt"))) == 2, "epoch 1 trained again from 0"
+    (tmp_path / "results.json").unlink()
+    linear_stage(tmp_path, resume=True)  # from last.ckpt: both epochs are done, none trains
+    assert len(list(checkpoints.glob("best-001*.ckpt"))) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAST, cli, run_dirs, summary
+from tests.helpers import FAST, cli, linear_stage, run_dirs, summary
 from tests.runner.test_resume import _kill_after_checkpoint
 
 SCRATCH = [*FAST, "paradigm=scratch"]
@@ -45,6 +45,19 @@ def test_mlflow_and_tensorboard_hold_the_summary_metrics(out: Path) -> None:
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert events.Scalars("test/acc")[-1].value == pytest.approx(expected)
     assert len(events.Scalars("val/acc")) == 2, "one value per epoch"
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_tensorboard_writes_one_event_file_per_stage(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = {"_target_": "paradigms.runner.tensorboard_logger.StageTensorBoardLogger"}
+    metrics = linear_stage(tmp_path, {"tensorboard": spec})
+    (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
+    read = EventAccumulator(str(events)).Reload()
+    assert len(read.Scalars("val/acc")) == 2, "the fit's values, one per epoch"
+    assert read.Scalars("test/acc")[-1].value == pytest.approx(metrics["test/acc"])
 
 
 def test_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
