@@ -91,6 +91,6 @@ class SupervisedRecipe:
             row = self.train(context, work, name)
             write_counts(work, row.trainable_params, row.total_params)
 
-        stage = cached_stage(context.cache_dir, "scratch", definition, context.run_dir.name, train)
+        stage = cached_stage(context.cache_dir, "scratch", definition, context.run_dir, train)
         show_in_run(stage, context.run_dir.joinpath(*BASELINE))
         return Row(name, *read_results(stage)), stage

@@ -57,7 +57,7 @@ def train_source(context: Context, recipe: SupervisedRecipe) -> Path:
         context.cache_dir,
         "source",
         definition,
-        context.run_dir.name,
+        context.run_dir,
         lambda work: recipe.train(
             context, work, "source", data=source["data"], max_epochs=source["max_epochs"]
         ),

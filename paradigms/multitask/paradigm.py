@@ -194,9 +194,7 @@ class MultiTask:
             row, _ = self._train(context, [task], Equal, work, clip)
             write_counts(work, row.trainable_params, row.total_params)
 
-        stage = cached_stage(
-            context.cache_dir, "single_task", definition, context.run_dir.name, train
-        )
+        stage = cached_stage(context.cache_dir, "single_task", definition, context.run_dir, train)
         show_in_run(stage, context.run_dir / "compare" / "single_task" / task.name)
         seconds = json.loads((stage / TIMING).read_text())["seconds"]
         return Row("", *read_results(stage)), seconds

@@ -2,7 +2,7 @@
 
 A stage whose result depends only on what defines it (backbone, data, recipe, trainer, seed),
 not on the run around it, lives in ``cache_dir/<kind>/<hash of the definition>``. The first
-run trains it in a directory of its own (``<hash>.tmp-<run>``, which a resumed run continues)
+run trains it in a directory of its own (``<hash>.tmp-<run>-<hash of its path>``, which a resumed run continues)
 and publishes it with one atomic rename; a parallel job that finished first wins and the
 other's copy is dropped, so concurrent sweep jobs never see a half-written stage. A sweep
 over a paradigm's own knobs (weighting, method, strategy) then trains each baseline once.
@@ -49,15 +49,17 @@ def cached_stage(
     cache_dir: Path,
     kind: str,
     definition: dict[str, Any],
-    run_name: str,
+    run_dir: Path,
     train: Callable[[Path], Any],
 ) -> Path:
     """The directory of the finished stage ``definition`` defines, trained by ``train(dir)``
-    unless the cache holds it."""
+    unless the cache holds it. Its work directory is named after the whole run directory
+    (jobs of different sweeps share names such as ``0``), so a resumed run finds it."""
     target = cache_dir / kind / cache_key(definition)
     if (target / RESULTS).is_file():
         return target
-    work = target.with_name(f"{target.name}.tmp-{run_name}")
+    run = cache_key({"run": str(run_dir.resolve())})[:8]
+    work = target.with_name(f"{target.name}.tmp-{run_dir.name}-{run}")
     train(work)
     if rank_zero_only.rank == 0:
         if not target.exists():

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from tests.helpers import FAST, cli, run_dirs, summary
 
-TRANSFER = ["paradigm=transfer", *FAST, "source.max_epochs=2", "compare=scratch"]
+TRANSFER = [
+    "paradigm=transfer",
+    *FAST,
+    "source.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "compare=scratch",
+]
 
 
 def test_a_baseline_trains_once_and_equals_a_fresh_one(tmp_path: Path) -> None:
