@@ -91,7 +91,7 @@ def report(
         spreads = {m: interval(values(summaries, m)) for m in columns}
         table.add_row(label, str(len(summaries)), *(str(spreads[m]) for m in columns))
         record["configurations"][label] = {m: as_dict(i) for m, i in spreads.items()}
-    console = Console()
+    console = Console(width=max(Console().width, 160))  # a log file keeps whole columns
     console.print(table)
     for label_a, metric_a, label_b, metric_b in pairs:
         if label_a not in results or label_b not in results:
