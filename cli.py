@@ -28,6 +28,7 @@ from paradigms.runner.run_dirs import (
     resumed_config,
     resumes_saved_run,
 )
+from paradigms.runner.seeds import expand_seeds
 from paradigms.runner.slurm import register_resolvers as register_slurm_resolvers
 from paradigms.runner.sweep import multirun_strategy
 from paradigms.runner.threads import machine, use_cores
@@ -117,6 +118,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     try:
+        sys.argv[1:] = expand_seeds(sys.argv[1:])  # seeds=3: the run over seeds 0, 1, 2
         check_choices(sys.argv[1:], Path(__file__).parent / "conf")
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,64 +1,51 @@
-"""Accuracy: FedAvg under Dirichlet label skew, the non-IID penalty of shards against IID,
-and FedProx / SCAFFOLD against FedAvg under shards (issue 6's checks), through the real CLI.
+"""FedAvg under IID and non-IID clients, and FedProx / SCAFFOLD under shards, over seeds.
 
-Digits, 20 clients, fraction 0.5, 1 local epoch, test_resnet at 16 px. Prints each run's
-final and best global test accuracy and the first round reaching 90%.
+Digits, 20 clients, half of them per round, 1 local epoch, test_resnet at 16 px (the default
+federated scenario). Each (case, seed) is one ``python cli.py paradigm=federated seed=S`` run;
+prints the final global model's test accuracy as mean ± 95% interval over seeds, and each
+non-IID fix against FedAvg under shards, paired by seed. Federated selects its round on the
+server's validation split once issue 17 lands; until then it reports its last round.
 
-    python bench/bench_federated.py [--rounds 30] [--only dirichlet-fedavg,...]
+    python bench/bench_federated.py [--seeds 0 1 2] [--only shards-fedavg,shards-fedprox] [overrides...]
+    python bench/bench_federated.py --seeds 0 1 --only iid-fedavg paradigm.rounds=2  # smoke
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import subprocess
-import sys
 import time
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
 from common import write_result
+from seeded import arguments, over_seeds, report
 
-ROOT = Path(__file__).resolve().parents[1]
+CLAIM = "federated"
 COMMON = ["paradigm=federated", "backbone=test_resnet", "paradigm.progress=false"]
 CASES = {
-    "dirichlet-fedavg": ["paradigm/partition=dirichlet", "paradigm/strategy=fedavg"],
     "iid-fedavg": ["paradigm/partition=iid", "paradigm/strategy=fedavg"],
+    "dirichlet-fedavg": ["paradigm/partition=dirichlet", "paradigm/strategy=fedavg"],
     "shards-fedavg": ["paradigm/partition=shards", "paradigm/strategy=fedavg"],
     "shards-fedprox": ["paradigm/partition=shards", "paradigm/strategy=fedprox"],
     "shards-scaffold": ["paradigm/partition=shards", "paradigm/strategy=scaffold"],
 }
-
-
-def run(name: str, rounds: int, extra: list[str]) -> dict:
-    """One case: its accuracy curve's final, best and first round at >= 90%."""
-    with TemporaryDirectory() as out:
-        command = [sys.executable, "cli.py", f"paths.output_root={out}", *COMMON]
-        command += [*CASES[name], f"paradigm.rounds={rounds}", *extra]
-        started = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-        seconds = time.perf_counter() - started
-        metrics = next(Path(out).glob("federated/*/*/metrics.csv"))
-        curve = [float(row["test/acc"]) for row in csv.DictReader(metrics.open())]
-    reached = next((i + 1 for i, acc in enumerate(curve) if acc >= 0.9), None)
-    return {"case": name, "final": curve[-1], "best": max(curve), "round_90": reached, "s": seconds}
+CONFIGS = {name: [*COMMON, *case, "paradigm.rounds=30"] for name, case in CASES.items()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases")
-    parser.add_argument("overrides", nargs="*", help="extra CLI overrides for every case")
-    args = parser.parse_args()
-    rows = [run(name, args.rounds, args.overrides) for name in args.only.split(",")]
-    print(f"digits, 20 clients, fraction 0.5, 1 local epoch, {args.rounds} rounds")
-    print(f"{'case':<18}{'final acc':>10}{'best acc':>10}{'round>=90%':>12}{'wall s':>8}")
-    for r in rows:
-        print(
-            f"{r['case']:<18}{r['final']:>10.4f}{r['best']:>10.4f}"
-            f"{str(r['round_90'] or '-'):>12}{r['s']:>8.1f}"
-        )
-    write_result("federated", {"rounds": args.rounds, "overrides": args.overrides, "runs": rows})
+    args = arguments(__doc__, CLAIM, CONFIGS).parse_args()
+    started = time.perf_counter()
+    results = over_seeds(CONFIGS, args)
+    record = report(
+        "federated on digits: 20 clients, fraction 0.5, 1 local epoch, 30 rounds",
+        results,
+        ["val/acc", "test/acc"],
+        [
+            ("iid-fedavg", "test/acc", "shards-fedavg", "test/acc"),
+            ("shards-fedprox", "test/acc", "shards-fedavg", "test/acc"),
+            ("shards-scaffold", "test/acc", "shards-fedavg", "test/acc"),
+        ],
+    )
+    record |= {"seeds": args.seeds, "overrides": args.overrides}
+    record["wall_time_s"] = round(time.perf_counter() - started, 1)
+    write_result(CLAIM, record)
 
 
 if __name__ == "__main__":

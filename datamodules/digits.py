@@ -18,13 +18,16 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from datamodules.in_memory import InMemoryDataModule
+from datamodules.labels import per_class
 from datamodules.loading import TensorBatches
 
 
 class DigitsDataModule(InMemoryDataModule):
     """Digits resized to ``image_size`` with ``in_chans`` channels, held in memory.
 
-    Config keys: classes, train_per_class, val_fraction, test_fraction, split_seed, shift
+    Config keys: classes, train_per_class, val_per_class (labelled validation images per
+    class, taken from the validation split; null keeps it whole), val_fraction,
+    test_fraction, split_seed, shift
     (rotate degrees, invert, noise std), batch_size, eval_batch_size, image_size, in_chans,
     mean, std, translate (per-batch random translation on the device, training only).
     """
@@ -37,6 +40,7 @@ class DigitsDataModule(InMemoryDataModule):
         in_chans: int = 3,
         classes: list[int] | None = None,
         train_per_class: int | None = None,
+        val_per_class: int | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
@@ -56,6 +60,7 @@ class DigitsDataModule(InMemoryDataModule):
         self.in_chans = in_chans
         self.classes = list(classes) if classes else list(range(10))
         self.train_per_class = train_per_class
+        self.val_per_class = val_per_class
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
@@ -81,7 +86,8 @@ class DigitsDataModule(InMemoryDataModule):
         train, val = train_test_split(
             rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed
         )
-        train = self._few_labels(train, labels)
+        train = train[per_class(labels[train], self.train_per_class, self.split_seed)]
+        val = val[per_class(labels[val], self.val_per_class, self.split_seed)]
         return kept, {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
     def sample_ids(self) -> dict[str, list[str]]:
@@ -104,16 +110,6 @@ class DigitsDataModule(InMemoryDataModule):
     def _sample_tensors(self, pixels: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, ...]:
         """What a batch holds, per sample: the images and their class (multitask adds labels)."""
         return pixels, torch.as_tensor(labels, dtype=torch.long)
-
-    def _few_labels(self, train: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Keeps the first ``train_per_class`` examples of each class, in a seeded order."""
-        if self.train_per_class is None:
-            return train
-        order = np.random.default_rng(self.split_seed).permutation(train)
-        picked = [
-            order[labels[order] == c][: self.train_per_class] for c in range(self.num_classes)
-        ]
-        return np.concatenate(picked)
 
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(images).unsqueeze(1)

@@ -32,7 +32,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.labels import is_missing
+from datamodules.labels import is_missing, per_class
 from datamodules.loading import TensorBatches, sample_loader, split_loader
 from datamodules.transforms import Transform, build_transforms
 from paradigms.runner.errors import ConfigError
@@ -120,7 +120,9 @@ class ImageDataModule(pl.LightningDataModule):
     """Splits, subsets, transforms and loads the images ``read()`` returns.
 
     Config keys: backbone (timm name: mean/std/size are resolved from it), image_size,
-    in_chans, classes, train_per_class, val_fraction, test_fraction, split_seed, batch_size,
+    in_chans, classes, train_per_class, val_per_class (labelled validation images per class,
+    taken from the validation split; null keeps it whole), val_fraction, test_fraction,
+    split_seed, batch_size,
     eval_batch_size, mean, std, interpolation, crop_pct (null: the backbone's), augment
     (timm create_transform training options), loader (num_workers, pin_memory,
     persistent_workers), skip_bad_files, in_memory (decode every split once into tensors,
@@ -135,6 +137,7 @@ class ImageDataModule(pl.LightningDataModule):
         in_chans: int = 3,
         classes: list[Any] | None = None,
         train_per_class: int | None = None,
+        val_per_class: int | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
@@ -160,6 +163,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.in_chans = in_chans
         self.classes = list(classes) if classes else None
         self.train_per_class = train_per_class
+        self.val_per_class = val_per_class
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
@@ -214,7 +218,8 @@ class ImageDataModule(pl.LightningDataModule):
             # an image without its one label teaches nothing
             found = {k: v.subset(np.flatnonzero(~is_missing(v.labels))) for k, v in found.items()}
         found = self._split(self._keep_classes(found))
-        found["train"] = self._few_labels(found["train"])
+        found["train"] = self._per_class(found["train"], self.train_per_class)
+        found["val"] = self._per_class(found["val"], self.val_per_class)
         return found
 
     def sample_ids(self) -> dict[str, list[str]]:
@@ -290,17 +295,11 @@ class ImageDataModule(pl.LightningDataModule):
                 "add images, or give pre-split train/val/test data",
             ) from error
 
-    def _few_labels(self, train: Labelled) -> Labelled:
-        """The first ``train_per_class`` training images of each class, in a seeded order."""
-        if self.train_per_class is None:
-            return train
-        labels = self._primary(train.labels)
-        order = np.random.default_rng(self.split_seed).permutation(len(labels))
-        picked = [
-            order[labels[order] == c][: self.train_per_class]
-            for c in np.unique(labels[~is_missing(labels)])
-        ]
-        return train.subset(np.sort(np.concatenate(picked)))
+    def _per_class(self, images: Labelled, count: int | None) -> Labelled:
+        """The first ``count`` images of each class, in a seeded order (all: ``None``)."""
+        if count is None:
+            return images
+        return images.subset(per_class(self._primary(images.labels), count, self.split_seed))
 
     def train_dataloader(self) -> DataLoader:
         return split_loader(self, "train", shuffle=True, workers=self.loader)

@@ -68,3 +68,14 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def per_class(labels: np.ndarray, count: int | None, seed: int) -> np.ndarray:
+    """The positions of the first ``count`` samples of each class in a ``seed``-ed order
+    (sorted; all of them for ``count=None``): a few-shot training set, or a validation set
+    with as many labels per class as training has (``val_per_class``)."""
+    if count is None:
+        return np.arange(len(labels))
+    order = np.random.default_rng(seed).permutation(len(labels))
+    picked = [order[labels[order] == c][:count] for c in np.unique(labels[~is_missing(labels)])]
+    return np.sort(np.concatenate(picked))

@@ -20,6 +20,7 @@ class Data(Schema):
     val_fraction = number(0, 1, open_low=True, open_high=True, example=0.15)
     test_fraction = number(0, 1, open_low=True, open_high=True, example=0.15)
     train_per_class = optional(whole(1, example=10))
+    val_per_class = optional(whole(1, example=10))
     split_seed = whole(0, example=0)
 
     @classmethod

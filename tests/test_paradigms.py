@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -17,17 +18,40 @@ QUICK = {
 }
 
 
-@pytest.mark.parametrize("paradigm", PARADIGMS)
+# The validation metric each paradigm selects on (multitask: its tasks' mean score).
+VALIDATION = {"multitask": "val/score"}
+# Federated reports val/acc once its server-side validation split lands (issue 17, helper h17a);
+# the strict xfail then fails, and this mark goes.
+AWAITING_VALIDATION = {"federated"}
+
+
+@pytest.mark.parametrize(
+    "paradigm",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="no val/acc yet (issue 17)"))
+        if p in AWAITING_VALIDATION
+        else p
+        for p in PARADIGMS
+    ],
+)
 def test_each_paradigm_trains_and_reports(paradigm: str, out: Path) -> None:
-    cli(f"paradigm={paradigm}", *FAST, *QUICK.get(paradigm, []), "compare=none", output_root=out)
+    metric = VALIDATION.get(paradigm, "val/acc")
+    cli(
+        f"paradigm={paradigm}",
+        *FAST,
+        *QUICK.get(paradigm, []),
+        "compare=none",
+        f"optimized_metric={metric}",
+        output_root=out,
+    )
     (run_dir,) = run_dirs(out, paradigm)
     result = summary(run_dir)
-    metric = result[
-        "optimized_metric"
-    ]  # test/acc, or the paradigm's scenario's own (multitask: test/score)
+    assert result["optimized_metric"] == metric
     assert result["metrics"][metric] > 0.3, f"{metric}: well above chance"
+    tested = metric.replace("val/", "test/")
+    assert result["metrics"][tested] > 0.3, "the selected model is reported on test beside it"
+    assert all(metric in row["metrics"] for row in result["rows"]), "every row shows selection"
     assert (run_dir / ".hydra" / "config.yaml").is_file()
-    assert (run_dir / "summary.json").is_file()
 
 
 def test_scratch_learns_digits_and_writes_its_run_directory(out: Path) -> None:
@@ -38,6 +62,15 @@ def test_scratch_learns_digits_and_writes_its_run_directory(out: Path) -> None:
     assert "last.ckpt" in names and any(n.startswith("best-") for n in names)
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert "val/acc" in header and "train/loss_step" in header
+    epochs = [
+        float(r["val/acc"])
+        for r in csv.DictReader((run_dir / "metrics.csv").open())
+        if r["val/acc"]
+    ]
+    assert len(epochs) == 4, "one validation point per epoch: the reported pass is not logged"
+    assert summary(run_dir)["metrics"]["val/acc"] == pytest.approx(max(epochs), abs=1e-6), (
+        "the reported val/acc is the one checkpoint selection saw"
+    )
     assert (run_dir / "model.safetensors").is_file()
 
 

@@ -33,7 +33,7 @@ from paradigms.models.backbone import (
     create_pretrained,
     load_weights,
 )
-from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.classifier import SELECTED, ClassificationModule, reported_metrics
 from paradigms.models.leakage import check_no_leakage
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.models.source import base_weights
@@ -120,7 +120,7 @@ class Distill:
         check_compare("distill", compare, COMPARISONS)
         stages = ["", "teacher/", *(f"{c}/" for c in compare)]
         extra = [f"{s}test/{k}" for s in stages for k in ("agreement", "ms_per_image")]
-        return reported_metrics(self.top_k, stages) + [
+        return reported_metrics(self.top_k, stages, SELECTED) + [
             e for e in extra if e != "teacher/test/agreement"
         ]
 
@@ -166,8 +166,7 @@ class Distill:
         rows.append(Row("student + KD", student_metrics, student_trainable, student_total))
         metrics = {**student_metrics, **{f"teacher/{k}": v for k, v in judged.items()}}
         if "scratch" in context.compare:
-            stage = context.run_dir / "compare" / "scratch"
-            row = self.baseline.train(context, stage, "student alone")
+            row, stage = self.baseline.baseline(context, "student alone")
             alone = create_model({**context.backbone, "weights": str(stage)}, classes)
             row.metrics.update(self.measure(alone, teacher, batches, classes))
             rows.append(row)

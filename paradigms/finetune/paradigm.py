@@ -17,8 +17,12 @@ from paradigms.contract import Context, Needs, Result, Row, check_compare
 from paradigms.finetune.lr_groups import lr_table, param_groups, print_lr_table
 from paradigms.finetune.methods import Full, Method, PreparedModel
 from paradigms.finetune.module import FinetuneModule
-from paradigms.models.backbone import architecture, count_parameters, create_pretrained
-from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.backbone import (
+    architecture,
+    count_parameters,
+    create_pretrained,
+)
+from paradigms.models.classifier import SELECTED, ClassificationModule, reported_metrics
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.models.source import base_weights
 
@@ -71,7 +75,7 @@ class Finetune:
     def reports(self, compare: list[str]) -> list[str]:
         check_compare("finetune", compare, COMPARISONS)
         stages = ["", "source/", *(f"{s}/" for s in self.method.stages)]
-        return reported_metrics(self.top_k, [*stages, *(f"{c}/" for c in compare)])
+        return reported_metrics(self.top_k, [*stages, *(f"{c}/" for c in compare)], SELECTED)
 
     def check(self, name: str) -> None:
         """Stops on method settings the backbone cannot honour, before anything trains."""
@@ -148,7 +152,7 @@ class Finetune:
         rows.append(Row(f"finetune ({self.method.name})", tuned, trainable, total))
         metrics.update(tuned)
         if "scratch" in context.compare:
-            row = self.baseline.train(context, context.run_dir / "compare" / "scratch", "scratch")
+            row, _ = self.baseline.baseline(context, "scratch")
             rows.append(row)
             metrics.update({f"scratch/{k}": v for k, v in row.metrics.items()})
         return Result(metrics, rows, notes)

@@ -14,6 +14,7 @@ from datamodules.labels import IGNORE
 from paradigms.models.optim import build_optimizer, build_schedule
 
 SPLITS = ("train", "val", "test")
+SELECTED = ("val", "test")  # what a stage reports of its selected checkpoint (runner.stages)
 
 
 def accuracy_metrics(num_classes: int, top_k: int) -> MetricCollection:
@@ -25,10 +26,14 @@ def accuracy_metrics(num_classes: int, top_k: int) -> MetricCollection:
     return MetricCollection(metrics)
 
 
-def reported_metrics(top_k: int, stages: list[str]) -> list[str]:
-    """The summary keys a classification run reports: ``[stage/]test/<metric>``."""
+def reported_metrics(
+    top_k: int, stages: list[str], splits: tuple[str, ...] = ("test",)
+) -> list[str]:
+    """The summary keys a classification run reports: ``[stage/]<split>/<metric>``; a stage
+    trained through ``Stages`` reports ``SELECTED`` (its selected checkpoint's validation
+    metrics beside the test metrics)."""
     names = ["acc", "loss"] + ([f"acc_top{top_k}"] if top_k > 1 else [])
-    return [f"{stage}test/{name}" for stage in stages for name in names]
+    return [f"{stage}{split}/{name}" for stage in stages for split in splits for name in names]
 
 
 class ClassificationModule(pl.LightningModule):

@@ -7,9 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
+
 from paradigms.contract import Context, Row
 from paradigms.models.backbone import count_parameters, create_model
 from paradigms.models.classifier import ClassificationModule
+from paradigms.runner.stage_cache import (
+    cached_stage,
+    read_results,
+    show_in_run,
+    training_definition,
+    write_counts,
+)
+
+BASELINE = ("compare", "scratch")  # where a run shows its compare=scratch model
 
 
 class SupervisedRecipe:
@@ -59,3 +70,27 @@ class SupervisedRecipe:
             module, datamodule, stage_dir, meta=meta, **trainer_overrides
         )
         return Row(name, metrics, trainable, total)
+
+    def baseline(self, context: Context, name: str) -> tuple[Row, Path]:
+        """The run's ``compare=scratch`` model, shown in ``<run dir>/compare/scratch``:
+        trained once per definition (backbone, data, recipe, training setup, seed) and cached
+        (``paradigms.runner.stage_cache``), from the run's seed, so a sweep over a paradigm's
+        own settings trains it once and every job gets the very model a fresh training gives.
+        Returns its row and the cached stage's directory (its ``model.safetensors``)."""
+        stages = context.stages
+        definition = {
+            "backbone": {**context.backbone, "weights": "none"},
+            "data": context.data,
+            "recipe": vars(self),
+            "seed": context.seed,
+            **training_definition(stages.trainer, stages.callbacks, stages.nonfinite),
+        }
+
+        def train(work: Path) -> None:
+            pl.seed_everything(context.seed, workers=True, verbose=False)
+            row = self.train(context, work, name)
+            write_counts(work, row.trainable_params, row.total_params)
+
+        stage = cached_stage(context.cache_dir, "scratch", definition, context.run_dir, train)
+        show_in_run(stage, context.run_dir.joinpath(*BASELINE))
+        return Row(name, *read_results(stage)), stage

@@ -3,32 +3,20 @@
 In order of preference: the weights the user gives (``backbone.weights``: a file, a run
 directory, or ``timm`` for the hub), else a *source stage* this tool runs itself: the same
 backbone trained on the related task the data defines (``source.data``), cached under
-``cache_dir/source/<hash of what defines it>`` so the next run reuses it.
+``cache_dir/source/<hash of what defines it>`` so the next run reuses it
+(``paradigms.runner.stage_cache``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 from pathlib import Path
-from typing import Any
-
-from pytorch_lightning.utilities import rank_zero_only
 
 from paradigms.contract import Context
-from paradigms.models.backbone import EXPORT_WEIGHTS, resolve_weights_file
+from paradigms.models.backbone import resolve_weights_file
 from paradigms.models.leakage import check_no_leakage
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.runner.errors import ConfigError
-from paradigms.runner.stages import barrier
-
-
-def cache_key(definition: dict[str, Any]) -> str:
-    """A short, stable hash of everything that defines a source model."""
-    text = json.dumps(definition, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+from paradigms.runner.stage_cache import cached_stage
 
 
 def base_weights(
@@ -71,14 +59,12 @@ def train_source(context: Context, recipe: SupervisedRecipe) -> Path:
         "recipe": vars(recipe),
         "seed": context.seed,
     }
-    target = context.cache_dir / "source" / cache_key(definition)
-    if (target / EXPORT_WEIGHTS).is_file():
-        return target
-    work = target.with_name(f"{target.name}.tmp-{context.run_dir.name}")
-    recipe.train(context, work, "source", data=source["data"], max_epochs=source["max_epochs"])
-    if rank_zero_only.rank == 0:
-        if not target.exists():
-            os.replace(work, target)
-        shutil.rmtree(work, ignore_errors=True)
-    barrier()
-    return target
+    return cached_stage(
+        context.cache_dir,
+        "source",
+        definition,
+        context.run_dir,
+        lambda work: recipe.train(
+            context, work, "source", data=source["data"], max_epochs=source["max_epochs"]
+        ),
+    )

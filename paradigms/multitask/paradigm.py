@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from paradigms.contract import Context, Needs, Result, Row, check_compare
@@ -24,6 +25,13 @@ from paradigms.multitask.module import MultiTaskModule
 from paradigms.multitask.tasks import Task, metric_direction, parse_tasks
 from paradigms.multitask.weighting import Equal, Weighting
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.stage_cache import (
+    cached_stage,
+    read_results,
+    show_in_run,
+    training_definition,
+    write_counts,
+)
 from paradigms.runner.validation import Check
 
 COMPARISONS = ("single_task",)
@@ -49,13 +57,15 @@ PER_TASK_GRADIENTS = {
 }
 
 
-def delta_m(tasks: list[Task], multi: dict[str, float], single: dict[str, float]) -> float:
+def delta_m(
+    tasks: list[Task], multi: dict[str, float], single: dict[str, float], split: str = "test"
+) -> float:
     """Mean relative change (%) of every task metric, positive when the multi-task model is
-    better; ``multi`` and ``single`` hold ``test/<task>/<metric>``."""
+    better; ``multi`` and ``single`` hold ``<split>/<task>/<metric>``."""
     gains = []
     for task in tasks:
         for metric in task.metrics:
-            key = f"test/{task.name}/{metric}"
+            key = f"{split}/{task.name}/{metric}"
             base = single[key]
             gains.append(metric_direction(task, metric) * (multi[key] - base) / abs(base))
     return 100.0 * sum(gains) / len(gains)
@@ -67,9 +77,9 @@ class MultiTask:
     Config keys: tasks (name -> type multiclass|binary|multilabel|regression, num_outputs,
     head {hidden, dropout}, loss, weight, metrics, direction), neck {hidden, dropout},
     weighting (the ``paradigm/weighting`` group: equal, static, uncertainty, dwa, gradnorm,
-    pcgrad, cagrad), optimizer, scheduler. Reports ``test/<task>/<metric>``, ``test/score``,
-    ``test/loss`` and, with single_task, ``single_task/test/<task>/<metric>`` and
-    ``test/delta_m_pct``. A gradient-based weighting needs a Trainer without 16-bit AMP,
+    pcgrad, cagrad), optimizer, scheduler. Reports ``<split>/<task>/<metric>``,
+    ``<split>/score``, ``<split>/loss`` and, with single_task, ``single_task/<split>/<task>/<metric>``
+    and ``<split>/delta_m_pct``, for the validation (what selected the checkpoint) and test splits. A gradient-based weighting needs a Trainer without 16-bit AMP,
     gradient accumulation or a sharded strategy. Raises ConfigError for a task the data does
     not label, or with another number of outputs.
     """
@@ -102,11 +112,13 @@ class MultiTask:
     def reports(self, compare: list[str]) -> list[str]:
         check_compare("multitask", compare, COMPARISONS)
         tasks = parse_tasks(self.task_specs)
-        keys = [f"test/{t.name}/{m}" for t in tasks for m in t.metrics]
-        extra = ["test/score", "test/loss"]
-        if compare:
-            extra += [f"single_task/{k}" for k in keys] + ["test/delta_m_pct"]
-        return keys + extra
+        reported = []
+        for split in ("val", "test"):
+            keys = [f"{split}/{t.name}/{m}" for t in tasks for m in t.metrics]
+            reported += [*keys, f"{split}/score", f"{split}/loss"]
+            if compare:
+                reported += [f"single_task/{k}" for k in keys] + [f"{split}/delta_m_pct"]
+        return reported
 
     def run(self, context: Context) -> Result:
         tasks = parse_tasks(self.task_specs)
@@ -120,16 +132,18 @@ class MultiTask:
         if "single_task" in context.compare:
             single, params, total_seconds = {}, 0, 0.0
             for task in tasks:
-                stage = context.run_dir / "compare" / "single_task" / task.name
-                one, spent = self._train(context, [task], Equal, stage, clip)
+                one, spent = self._single_task(context, task, clip)
                 rows.append(Row(f"single-task {task.name}", *_fields(one)))
                 single |= {
-                    k: v for k, v in one.metrics.items() if k.startswith(f"test/{task.name}/")
+                    k: v
+                    for k, v in one.metrics.items()
+                    if k.startswith((f"val/{task.name}/", f"test/{task.name}/"))
                 }
                 params += one.total_params or 0
                 total_seconds += spent
             metrics |= {f"single_task/{k}": v for k, v in single.items()}
-            metrics["test/delta_m_pct"] = delta_m(tasks, row.metrics, single)
+            for split in ("val", "test"):
+                metrics[f"{split}/delta_m_pct"] = delta_m(tasks, row.metrics, single, split)
             metrics |= {"params/single_task_sum": params, "time_s/single_task_sum": total_seconds}
             notes = [
                 f"Delta_m = {metrics['test/delta_m_pct']:+.2f}% (multitask vs single-task, "
@@ -157,6 +171,33 @@ class MultiTask:
                     f"the data's {task.name} label has {outputs[task.name]}",
                     f"paradigm.tasks.{task.name}.num_outputs={outputs[task.name]}",
                 )
+
+    def _single_task(self, context: Context, task: Task, clip: dict[str, Any]) -> tuple[Row, float]:
+        """The single-task baseline of ``task``, shown in ``compare/single_task/<task>``: trained
+        once per definition and cached (``paradigms.runner.stage_cache``), from the run's
+        seed, so a sweep over weightings trains each task's model once."""
+        stages = context.stages
+        definition = {
+            "backbone": context.backbone,
+            "data": context.data,
+            "task": self.task_specs[task.name],
+            "neck": self.neck,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "clip": clip,
+            "seed": context.seed,
+            **training_definition(stages.trainer, stages.callbacks, stages.nonfinite),
+        }
+
+        def train(work: Path) -> None:
+            pl.seed_everything(context.seed, workers=True, verbose=False)
+            row, _ = self._train(context, [task], Equal, work, clip)
+            write_counts(work, row.trainable_params, row.total_params)
+
+        stage = cached_stage(context.cache_dir, "single_task", definition, context.run_dir, train)
+        show_in_run(stage, context.run_dir / "compare" / "single_task" / task.name)
+        seconds = json.loads((stage / TIMING).read_text())["seconds"]
+        return Row("", *read_results(stage)), seconds
 
     def _train(
         self,

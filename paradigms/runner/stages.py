@@ -1,4 +1,5 @@
-"""Runs one training stage: fit a LightningModule, test its best checkpoint, export it.
+"""Runs one training stage: fit a LightningModule, validate and test its best checkpoint,
+export it.
 
 Every paradigm that trains centrally goes through ``Stages.fit_and_test``, so checkpoints,
 loggers, resume, seeding and the exported ``model.safetensors`` work the same everywhere.
@@ -123,8 +124,8 @@ class Stages:
         export: torch.nn.Module | None = None,
         **overrides: Any,
     ) -> dict[str, float]:
-        """Fits, tests the best checkpoint, exports its model (or ``export``, a model that
-        contains the trained one); returns the test metrics."""
+        """Fits, validates and tests the best checkpoint, exports its model (or ``export``, a
+        model that contains the trained one); returns its ``val/*`` and ``test/*`` metrics."""
         done = stage_dir / RESULTS
         if done.is_file():
             self.header(stage_dir, "done before: its results are reused")
@@ -149,7 +150,7 @@ class Stages:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         close(trainer.loggers)
-        metrics = {k: float(v) for k, v in results[0].items()}
+        metrics = {**selected_validation(trainer, module, datamodule, best), **as_floats(results)}
         if trainer.is_global_zero:
             if best:  # under ddp_spawn the test ran in other processes, not on this module
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
@@ -163,14 +164,36 @@ class Stages:
     def test_only(
         self, module: pl.LightningModule, datamodule: pl.LightningDataModule, stage_dir: Path
     ) -> dict[str, float]:
-        """Tests ``module`` as it is, without training (e.g. a source model on the target)."""
+        """Validates and tests ``module`` as it is, without training (e.g. a source model on
+        the target)."""
         trainer = self.trainer_for(stage_dir, "val/acc", "max")
         self.header(stage_dir, "test only")
         results = trainer.test(module, datamodule=datamodule, verbose=False)
         close(trainer.loggers)
         if trainer.is_global_zero:
             save_confusion(module, stage_dir)
-        return {k: float(v) for k, v in results[0].items()}
+        return {**selected_validation(trainer, module, datamodule, ""), **as_floats(results)}
+
+
+def as_floats(results: list[dict[str, Any]]) -> dict[str, float]:
+    """What ``trainer.validate`` or ``trainer.test`` returned, as plain floats."""
+    return {k: float(v) for k, v in results[0].items()}
+
+
+def selected_validation(
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule, best: str
+) -> dict[str, float]:
+    """The ``val/*`` metrics of the checkpoint selection kept (``best``; the module as it is
+    when there is none): the same validation pass, on the same weights, that selection saw.
+    Not logged again, so the stage's curves keep one point per epoch."""
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        results = trainer.validate(
+            module, datamodule=datamodule, ckpt_path=best or None, verbose=False
+        )
+    finally:
+        trainer.loggers = loggers
+    return as_floats(results)
 
 
 def save_confusion(module: pl.LightningModule, stage_dir: Path) -> None:

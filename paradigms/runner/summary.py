@@ -28,9 +28,18 @@ def write_summary(result: Result, run_dir: Path, extra: dict[str, Any]) -> Path:
     return path
 
 
+# The one validation value per model the table shows (summary.json keeps them all): what
+# selected its checkpoint, beside the test metrics it is reported on.
+SELECTION_COLUMNS = ("val/acc", "val/score")
+
+
 def _columns(result: Result) -> list[str]:
-    keys = {k for row in result.rows for k in row.metrics if k.startswith("test/")}
-    return sorted(keys, key=lambda k: (not k.endswith("/acc"), k))
+    keys = {k for row in result.rows for k in row.metrics}
+    selection = [k for k in SELECTION_COLUMNS if k in keys]
+    tests = sorted(
+        (k for k in keys if k.startswith("test/")), key=lambda k: (not k.endswith("/acc"), k)
+    )
+    return selection + tests
 
 
 def print_summary(
@@ -40,7 +49,8 @@ def print_summary(
     console: Console | None = None,
     footer: list[str] | None = None,
 ) -> None:
-    """One row per model of the run, its test metrics and parameter counts; then the run
+    """One row per model of the run, its selection value (``val/acc`` or ``val/score``), test
+    metrics and parameter counts; then the run
     directory and the ``footer`` lines (plots, tracker runs)."""
     table = Table(title=title, title_justify="left")
     table.add_column("model", style="bold")

@@ -62,6 +62,18 @@ def check_before_sweep(config: DictConfig) -> None:
         check_request(config)
 
 
+def test_metric_warning(name: str) -> str | None:
+    """The one line a sweep prints when it optimizes a test metric (``test/acc``,
+    ``scratch/test/acc``, ``test/delta_m_pct``), or None for any other metric."""
+    if "test" not in str(name).split("/"):
+        return None
+    return (
+        f"warning: optimized_metric={name} selects the sweep's best job on the test set, so "
+        "that job's test score is optimistically biased (it was tuned on the data it is "
+        "reported on); optimize a validation metric (e.g. val/acc) and report test beside it"
+    )
+
+
 def warm_up_launcher(config: DictConfig) -> None:
     """Lets a launcher that prepares its workers (``hydra/launcher=parallel`` imports torch in
     its fork server) start now, while the sweep is checked, instead of after the check."""
@@ -111,6 +123,9 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         warm_up_launcher(config)
         check_before_sweep(config)
+        warning = test_metric_warning(config.optimized_metric)
+        if warning:
+            print(warning, file=sys.stderr)
         sweeper = OmegaConf.select(config, "hydra.sweeper._target_") or ""
         launcher = OmegaConf.select(config, "hydra.launcher._target_") or ""
         basic = sweeper.endswith("BasicSweeper") and launcher.endswith("BasicLauncher")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paradigms.contract import Context, Needs, Result
-from paradigms.models.classifier import reported_metrics
+from paradigms.models.classifier import SELECTED, reported_metrics
 from paradigms.models.recipe import SupervisedRecipe
 from paradigms.runner.errors import ConfigError
 
@@ -20,7 +20,7 @@ class Scratch(SupervisedRecipe):
     needs = Needs()
 
     def reports(self, compare: list[str]) -> list[str]:
-        return reported_metrics(self.top_k, [""])
+        return reported_metrics(self.top_k, [""], SELECTED)
 
     def run(self, context: Context) -> Result:
         if context.backbone.get("weights") not in (None, "none"):

@@ -20,7 +20,7 @@ from paradigms.models.backbone import (
     classifier_keys,
     create_pretrained,
 )
-from paradigms.models.classifier import ClassificationModule, reported_metrics
+from paradigms.models.classifier import SELECTED, ClassificationModule, reported_metrics
 from paradigms.models.freezing import freeze_except
 from paradigms.models.groups import block_group_count, top_groups
 from paradigms.models.heads import replace_head
@@ -71,8 +71,8 @@ class Transfer:
 
     def reports(self, compare: list[str]) -> list[str]:
         check_compare("transfer", compare, COMPARISONS)
-        gains = [f"{GAIN}test/acc"] if compare else []
-        return reported_metrics(self.top_k, ["", *(f"{c}/" for c in compare)]) + gains
+        gains = [f"{GAIN}val/acc", f"{GAIN}test/acc"] if compare else []
+        return reported_metrics(self.top_k, ["", *(f"{c}/" for c in compare)], SELECTED) + gains
 
     def build(
         self, spec: dict[str, Any], weights: str, num_classes: int
@@ -140,7 +140,7 @@ class Transfer:
             else f"features cached: no ({'; '.join(self.blockers) or 'cache_features=false'})"
         ]
         if "scratch" in context.compare:
-            row = self.baseline.train(context, context.run_dir / "compare" / "scratch", "scratch")
+            row, _ = self.baseline.baseline(context, "scratch")
             gain = {k: metrics[k] - row.metrics[k] for k in metrics if "/acc" in k}
             rows += [row, Row("transfer - scratch", gain)]
             metrics = {

@@ -25,6 +25,40 @@ def test_every_option_composes_and_resolves(overrides: list[str]) -> None:
     assert cfg.hydra.runtime.choices[group] == option
 
 
+OPTIMIZING = [p for p in ALL_YAML if "optimized_metric" in OmegaConf.load(p)]
+# Federated reports test metrics only until its server-side validation split lands (issue 17,
+# helper h17a): then these YAMLs optimize val/acc and the strict xfail turns into a failure.
+AWAITING_FEDERATED_VALIDATION = {
+    "experiment/fedavg_iid_vs_noniid.yaml",
+    "scenario/digits/federated.yaml",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            p,
+            marks=pytest.mark.xfail(strict=True, reason="federated has no val/acc yet (issue 17)"),
+        )
+        if str(p.relative_to(CONF)) in AWAITING_FEDERATED_VALIDATION
+        else p
+        for p in OPTIMIZING
+    ],
+    ids=[str(p.relative_to(CONF)) for p in OPTIMIZING],
+)
+def test_no_config_optimizes_a_test_metric(path: Path) -> None:
+    """A search or experiment that ranks its jobs on the test set reports a biased best."""
+    metric = OmegaConf.load(path)["optimized_metric"]
+    assert "test" not in metric.split("/"), f"{path.name} optimizes {metric}"
+
+
+def test_every_search_and_experiment_sets_its_metric() -> None:
+    for folder in ("hparams_search", "experiment"):
+        for path in (CONF / folder).glob("*.yaml"):
+            assert path in OPTIMIZING, f"{folder}/{path.name} leaves optimized_metric to chance"
+
+
 @pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(CONF)) for p in ALL_YAML])
 def test_every_value_has_a_comment(path: Path) -> None:
     """A line that sets a scalar value carries a `#` comment saying what it does."""

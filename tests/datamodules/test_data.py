@@ -44,6 +44,14 @@ def test_pre_split_folders_with_class_subset_and_few_shot(tmp_path: Path) -> Non
     assert all(f"{split / 'test'}" in test.images.name(i) for i in range(len(test)))
     images, labels = next(iter(dm.val_dataloader()))
     assert images.shape[1:] == (3, 32, 32) and labels.dtype == torch.long
+    few = ImageFolderDataModule(root=str(split), val_per_class=1, **COMMON)
+    few.setup()
+    carved = ImageFolderDataModule(root=str(split), **COMMON)
+    carved.setup()
+    assert torch.bincount(few.splits["val"].labels).tolist() == [1] * 10, "one per class"
+    assert set(few.splits["val"].images.index.tolist()) < set(
+        carved.splits["val"].images.index.tolist()
+    ), "taken from the validation split"
 
 
 def test_split_is_stratified_and_seeded_not_by_run_seed(tmp_path: Path) -> None:

@@ -132,3 +132,19 @@ def test_translated_batches_are_bit_identical_to_before_the_shared_base() -> Non
     trainer.training = True  # translation applies to training batches only
     datamodule.trainer = trainer
     assert _batches_digest(datamodule, translate=True) == "33697fb6b58c33eb"
+
+
+def test_val_per_class_takes_n_labels_per_class_from_the_val_split_only() -> None:
+    whole, few = _setup(train_per_class=4), _setup(train_per_class=4, val_per_class=4)
+    labels = few.splits["val"].tensors[1]
+    assert torch.equal(torch.bincount(labels, minlength=10), torch.full((10,), 4))
+    rows = {tuple(x.flatten().tolist()) for x in whole.splits["val"].tensors[0]}
+    assert all(tuple(x.flatten().tolist()) in rows for x in few.splits["val"].tensors[0]), (
+        "the few validation images come from the validation split, never from test"
+    )
+    for name in ("train", "test"):
+        assert torch.equal(whole.splits[name].tensors[0], few.splits[name].tensors[0])
+    again = _setup(train_per_class=4, val_per_class=4, seed=3)
+    assert torch.equal(few.splits["val"].tensors[0], again.splits["val"].tensors[0])
+    other = _setup(train_per_class=4, val_per_class=4, split_seed=1)
+    assert not torch.equal(few.splits["val"].tensors[0], other.splits["val"].tensors[0])
