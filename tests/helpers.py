@@ -96,18 +96,34 @@ def base_model_file(directory: Path, scaled_norms: bool = False) -> Path:
 
 
 def interrupted(
-    args: list[str], ready: Callable[[], bool], sig: int = signal.SIGKILL, timeout: float = 300
+    args: list[str],
+    ready: Callable[[], bool],
+    sig: int = signal.SIGKILL,
+    timeout: float = 300,
+    whole_group: bool = False,
 ) -> subprocess.CompletedProcess:
     """Runs ``python cli.py <args>`` and sends it ``sig`` once ``ready()`` holds (or after
-    ``timeout`` seconds); returns the stopped process with its output."""
+    ``timeout`` seconds); returns the stopped process with its output. ``whole_group`` sends
+    it to the processes the run started too (the ranks a DDP launcher re-executes)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         command = [sys.executable, "cli.py", *args]
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            text=True,
+            start_new_session=whole_group,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None and not ready():
             time.sleep(0.05)
-        process.send_signal(sig)
+        if whole_group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
         process.wait(timeout=120)
         out.seek(0)
         err.seek(0)
