@@ -29,7 +29,9 @@ def test_clients_go_to_ranks_by_work_the_same_on_every_rank() -> None:
     assert assign([7, 7, 7], 3) == [0, 1, 2], "ties: the lower client to the lower rank"
 
 
-def _simulation(strategy: Strategy, norm: str = "average", sizes=(6, 14, 10), **settings):
+def _simulation(
+    strategy: Strategy, norm: str = "average", sizes=(6, 14, 10), fabric=None, **settings
+):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
     model.num_classes = 3
@@ -41,7 +43,7 @@ def _simulation(strategy: Strategy, norm: str = "average", sizes=(6, 14, 10), **
     config = SimulationSettings(1, 1.0, 2, None, 4, dropout, 0.0, norm, 64, 1, min_clients)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     federation = Federation(clients, holdouts, (x[55:], y[55:]), (x[50:55], y[50:55]))
-    return Simulation(FlatModel(model), optimizer, strategy, federation, config, seed=0)
+    return Simulation(FlatModel(model), optimizer, strategy, federation, config, 0, fabric)
 
 
 def test_the_weighted_sum_path_equals_aggregating_every_row() -> None:
@@ -91,3 +93,16 @@ def test_a_round_with_too_few_updates_keeps_the_model_and_says_so() -> None:
     assert metrics["clients/returned"] < 3
     assert metrics["round/skipped"] == 1
     assert torch.equal(new["params"], state["params"]) and new["round"] == 1
+
+
+def test_bf16_mixed_trains_the_clients_under_autocast_with_fp32_weights() -> None:
+    from lightning_fabric import Fabric
+
+    bf16 = _simulation(Strategy(), fabric=Fabric(accelerator="cpu", precision="bf16-mixed"))
+    fp32 = _simulation(Strategy())
+    a, metrics = bf16.step(bf16.initial_state(), 0)
+    b, _ = fp32.step(fp32.initial_state(), 0)
+    assert a["params"].dtype == torch.float32
+    assert not torch.equal(a["params"], b["params"]), "the forward passes ran in bf16"
+    torch.testing.assert_close(a["params"], b["params"], rtol=0.05, atol=0.05)
+    assert bf16.evaluate(a)["val/acc"] >= 0
