@@ -39,7 +39,7 @@ def run(name: str, rounds: int, extra: list[str]) -> dict:
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
         seconds = time.perf_counter() - started
         metrics = next(Path(out).glob("federated/*/*/metrics.csv"))
-        curve = [float(row["test/acc"]) for row in csv.DictReader(metrics.open())]
+        curve = [float(row["val/acc"]) for row in csv.DictReader(metrics.open())]  # validation
     reached = next((i + 1 for i, acc in enumerate(curve) if acc >= 0.9), None)
     return {"case": name, "final": curve[-1], "best": max(curve), "round_90": reached, "s": seconds}
 

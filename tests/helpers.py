@@ -1,9 +1,10 @@
-"""What tests share: run the real CLI in a subprocess, on tiny settings, in a temp output root."""
+"""What tests share: run the real CLI in its own process (a fork of tests/zygote.py), on tiny settings, in a temp output root."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -36,22 +37,71 @@ def cli(
     *overrides: str, output_root: Path, check: bool = True, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """Runs ``python cli.py`` with ``overrides`` writing under ``output_root``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
     flags = [o for o in overrides if o.startswith("-")]
     values = [o for o in overrides if not o.startswith("-")]
-    process = subprocess.run(
-        [sys.executable, "cli.py", *flags, f"paths.output_root={output_root}", *values],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    process = forked_cli([*flags, f"paths.output_root={output_root}", *values], timeout=timeout)
     if check and process.returncode != 0:
         raise AssertionError(
             f"cli failed ({process.returncode}):\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
         )
     return process
+
+
+class _Zygote:
+    """The client side of tests/zygote.py: one per test process, started on first use."""
+
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def ask(cls, request: dict[str, Any]) -> subprocess.Popen:
+        if cls.process is None or cls.process.poll() is not None:
+            cls.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "zygote.py")],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        cls.process.stdin.write(json.dumps(request) + "\n")
+        cls.process.stdin.flush()
+        return cls.process
+
+
+def forked_cli(
+    args: list[str],
+    timeout: float = 600,
+    ready: Callable[[], bool] | None = None,
+    sig: int = signal.SIGKILL,
+    whole_group: bool = False,
+) -> subprocess.CompletedProcess:
+    """Runs ``python cli.py <args>`` as a fork of tests/zygote.py (the stack imported once) and
+    returns it as ``subprocess.run`` would; with ``ready``, sends it ``sig`` once ``ready()``
+    holds (``whole_group``: to the processes it started too, e.g. the ranks a DDP launcher
+    re-executes). Raises subprocess.TimeoutExpired (after killing it) past ``timeout`` seconds."""
+    kill = os.killpg if whole_group else os.kill  # the run leads its own process group
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+    command = ["cli.py", *args]
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        request = {"args": command, "env": env, "cwd": str(ROOT), "stdout": str(out)}
+        zygote = _Zygote.ask({**request, "stderr": str(err)})
+        pid = json.loads(zygote.stdout.readline())["pid"]
+        deadline, signalled = time.monotonic() + timeout, False
+        while not select.select([zygote.stdout], [], [], 0.05)[0]:
+            if ready is not None and not signalled and ready():
+                kill(pid, sig)
+                signalled, deadline = True, time.monotonic() + 120
+            if time.monotonic() > deadline:
+                if ready is not None and not signalled:
+                    kill(pid, sig)
+                    signalled, deadline = True, time.monotonic() + 120
+                    continue
+                kill(pid, signal.SIGKILL)
+                zygote.stdout.readline()
+                raise subprocess.TimeoutExpired(command, timeout)
+        returncode = json.loads(zygote.stdout.readline())["returncode"]
+        return subprocess.CompletedProcess(command, returncode, out.read_text(), err.read_text())
 
 
 # Trainer arguments of a real Lightning Trainer that writes and prints nothing.
@@ -105,29 +155,7 @@ def interrupted(
     """Runs ``python cli.py <args>`` and sends it ``sig`` once ``ready()`` holds (or after
     ``timeout`` seconds); returns the stopped process with its output. ``whole_group`` sends
     it to the processes the run started too (the ranks a DDP launcher re-executes)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        command = [sys.executable, "cli.py", *args]
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=err,
-            text=True,
-            start_new_session=whole_group,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process.poll() is None and not ready():
-            time.sleep(0.05)
-        if whole_group:
-            os.killpg(process.pid, sig)
-        else:
-            process.send_signal(sig)
-        process.wait(timeout=120)
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())
+    return forked_cli(args, timeout=timeout, ready=ready, sig=sig, whole_group=whole_group)
 
 
 def run_dirs(output_root: Path, paradigm: str) -> list[Path]:
