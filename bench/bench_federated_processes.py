@@ -31,7 +31,6 @@ TASK = [
     "paradigm=federated",
     "backbone=mobilenetv3_small_050",
     "backbone.img_size=32",
-    "paradigm.num_clients=20",
     "paradigm.fraction=0.5",
     "paradigm.local_epochs=1",
     "paradigm.batch_size=32",

@@ -107,6 +107,7 @@ def test_killed_run_resumes_bit_identical_and_from_its_checkpoint(
     killed = _kill_after_round(tmp_path / "killed", 2, "logger=csv_mlflow")
     tampered = tmp_path / "tampered" / "federated" / "run" / killed.name
     shutil.copytree(killed, tampered)
+    (tampered / "trackers.json").unlink()  # its own MLflow run, not the killed run's
     checkpoint = tampered / "checkpoints" / "last_round.pt"
     state = torch.load(checkpoint, weights_only=True)
     state["params"] += 0.01
@@ -114,9 +115,6 @@ def test_killed_run_resumes_bit_identical_and_from_its_checkpoint(
 
     resumed = cli(f"resume={killed}", output_root=tmp_path / "killed")
     _assert_resumed_like(full[0], killed, resumed.stdout)
-    cli(f"resume={tampered}", output_root=tmp_path / "tampered")
-    assert summary(tampered)["metrics"] != summary(killed)["metrics"], "the checkpoint is read"
-
     # The MLflow run of the killed run is continued, and holds the rounds of metrics.csv.
     from mlflow.tracking import MlflowClient
 
@@ -124,6 +122,9 @@ def test_killed_run_resumes_bit_identical_and_from_its_checkpoint(
     run_id = json.loads((killed / "trackers.json").read_text())["mlflow"]["run_id"]
     history = {m.step: m.value for m in client.get_metric_history(run_id, "val/acc")}
     assert [history[step] for step in (1, 2, 3, 4)] == pytest.approx(_val_acc(_rows(killed)))
+
+    cli(f"resume={tampered}", output_root=tmp_path / "tampered")
+    assert summary(tampered)["metrics"] != summary(killed)["metrics"], "the checkpoint is read"
 
 
 def test_two_processes_give_the_same_global_model_and_log_to_tensorboard(
