@@ -3,8 +3,8 @@
 Digits, 20 clients, half of them per round, 1 local epoch, test_resnet at 16 px (the default
 federated scenario). Each (case, seed) is one ``python cli.py paradigm=federated seed=S`` run;
 prints the final global model's test accuracy as mean ± 95% interval over seeds, and each
-non-IID fix against FedAvg under shards, paired by seed. Federated selects its round on the
-server's validation split once issue 17 lands; until then it reports its last round.
+non-IID fix against FedAvg under shards, paired by seed. Each run selects its round on the
+server's validation split and tests that round's model once.
 
     python bench/bench_federated.py [--seeds 0 1 2] [--only shards-fedavg,shards-fedprox] [overrides...]
     python bench/bench_federated.py --seeds 0 1 --only iid-fedavg paradigm.rounds=2  # smoke

@@ -67,7 +67,7 @@ def run(name: str, rounds: int, extra: list[str]) -> dict:
         seconds = time.perf_counter() - started
         metrics = next(Path(out).glob("federated/*/*/metrics.csv"))
         rows = list(csv.DictReader(metrics.open()))
-    curve = [float(row["test/acc"]) for row in rows]
+    curve = [float(row["val/acc"]) for row in rows]  # the validation curve
     epsilon = float(rows[-1]["privacy/epsilon"]) if "privacy/epsilon" in rows[-1] else None
     return {"case": name, "final": curve[-1], "best": max(curve), "epsilon": epsilon, "s": seconds}
 

@@ -73,10 +73,13 @@ def forked_cli(
     timeout: float = 600,
     ready: Callable[[], bool] | None = None,
     sig: int = signal.SIGKILL,
+    whole_group: bool = False,
 ) -> subprocess.CompletedProcess:
     """Runs ``python cli.py <args>`` as a fork of tests/zygote.py (the stack imported once) and
     returns it as ``subprocess.run`` would; with ``ready``, sends it ``sig`` once ``ready()``
-    holds. Raises subprocess.TimeoutExpired (after killing it) past ``timeout`` seconds."""
+    holds (``whole_group``: to the processes it started too, e.g. the ranks a DDP launcher
+    re-executes). Raises subprocess.TimeoutExpired (after killing it) past ``timeout`` seconds."""
+    kill = os.killpg if whole_group else os.kill  # the run leads its own process group
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
     command = ["cli.py", *args]
     with tempfile.TemporaryDirectory() as folder:
@@ -87,14 +90,14 @@ def forked_cli(
         deadline, signalled = time.monotonic() + timeout, False
         while not select.select([zygote.stdout], [], [], 0.05)[0]:
             if ready is not None and not signalled and ready():
-                os.kill(pid, sig)
+                kill(pid, sig)
                 signalled, deadline = True, time.monotonic() + 120
             if time.monotonic() > deadline:
                 if ready is not None and not signalled:
-                    os.kill(pid, sig)
+                    kill(pid, sig)
                     signalled, deadline = True, time.monotonic() + 120
                     continue
-                os.kill(pid, signal.SIGKILL)
+                kill(pid, signal.SIGKILL)
                 zygote.stdout.readline()
                 raise subprocess.TimeoutExpired(command, timeout)
         returncode = json.loads(zygote.stdout.readline())["returncode"]
@@ -143,11 +146,16 @@ def base_model_file(directory: Path, scaled_norms: bool = False) -> Path:
 
 
 def interrupted(
-    args: list[str], ready: Callable[[], bool], sig: int = signal.SIGKILL, timeout: float = 300
+    args: list[str],
+    ready: Callable[[], bool],
+    sig: int = signal.SIGKILL,
+    timeout: float = 300,
+    whole_group: bool = False,
 ) -> subprocess.CompletedProcess:
     """Runs ``python cli.py <args>`` and sends it ``sig`` once ``ready()`` holds (or after
-    ``timeout`` seconds); returns the stopped process with its output."""
-    return forked_cli(args, timeout=timeout, ready=ready, sig=sig)
+    ``timeout`` seconds); returns the stopped process with its output. ``whole_group`` sends
+    it to the processes the run started too (the ranks a DDP launcher re-executes)."""
+    return forked_cli(args, timeout=timeout, ready=ready, sig=sig, whole_group=whole_group)
 
 
 def run_dirs(output_root: Path, paradigm: str) -> list[Path]:

@@ -8,6 +8,8 @@ no Trainer per client. The loop is a plain PyTorch step over in-memory tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -82,22 +84,25 @@ def train_locally(
     strategy: Strategy,
     global_params: torch.Tensor,
     variate: torch.Tensor | None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> float:
     """Runs ``work.steps`` SGD steps from the weights loaded in ``flat``; returns the mean
-    training loss. The optimizer's state is cleared first: each client starts fresh."""
+    training loss. The optimizer's state is cleared first: each client starts fresh. The
+    forward pass runs under ``autocast`` (mixed precision); weights and updates stay fp32."""
     optimizer.state.clear()
     flat.model.train()
     torch.manual_seed(int(torch.randint(2**62, (1,), generator=work.generator)))
-    total, seen = torch.zeros(()), 0
+    total, seen = torch.zeros((), device=flat.params.device), 0
     for index in _batches(len(work.y), work.batch_size, work.steps, work.generator):
         flat.grads.zero_()
-        loss = F.cross_entropy(flat.model(work.x[index]), work.y[index])
+        with autocast():
+            loss = F.cross_entropy(flat.model(work.x[index]), work.y[index])
         loss.backward()
         extra = strategy.correction(flat.params, global_params, variate)
         if extra is not None:
             flat.grads.add_(extra)
         optimizer.step()
-        total += loss.detach() * len(index)
+        total += loss.detach().float() * len(index)
         seen += len(index)
     return float(total) / max(seen, 1)
 
@@ -124,11 +129,17 @@ def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, top_k: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    top_k: int,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, float]:
     """Accuracy (and top-k accuracy) and mean cross-entropy of ``model`` on (x, y)."""
     model.eval()
-    logits = torch.cat([model(chunk) for chunk in x.split(batch_size)])
+    with autocast():
+        logits = torch.cat([model(chunk) for chunk in x.split(batch_size)]).float()
     num_classes = logits.shape[1]
     metrics = {
         "acc": float(multiclass_accuracy(logits, y, num_classes, average="micro")),

@@ -1,9 +1,8 @@
 """What a federated run shows and leaves behind: the partition table, a line per round,
-``metrics.csv`` (one row per round, kept across a resume) and the PNG plots."""
+the loggers a round's numbers go to (``metrics.csv`` among them) and the PNG plots."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-METRICS = "metrics.csv"
+from paradigms.runner.csv_logger import ResumableCSVLogger  # noqa: E402
+from paradigms.runner.tracking import build_loggers, close  # noqa: E402
 
 
 def label_counts(labels: list[torch.Tensor], num_classes: int) -> torch.Tensor:
@@ -53,15 +53,15 @@ def plot_partition(counts: torch.Tensor, path: Path) -> None:
 
 
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
-    """Global test accuracy (and the clients' mean/worst holdout accuracy) per round."""
+    """Global validation accuracy (and the clients' mean/worst holdout accuracy) per round."""
     fig, ax = plt.subplots(figsize=(6, 4))
     rounds = [int(r["round"]) for r in rows]
     for key, label in (
-        ("test/acc", "global test"),
+        ("val/acc", "global (validation)"),
         ("fed/mean_acc", "clients mean"),
         ("fed/worst_acc", "worst client"),
     ):
-        values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        values = [float(r[key]) for r in rows if key in r]
         if values:
             ax.plot(rounds[: len(values)], values, marker=".", label=label)
     ax.set(xlabel="round", ylabel="accuracy", ylim=(0, 1), title="accuracy per round")
@@ -72,30 +72,29 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-class RoundLog:
-    """``metrics.csv`` rows; on resume, the rows of rounds past the checkpoint are dropped
-    (they will be run again)."""
+class RoundLoggers:
+    """The run's loggers (``logger`` config group: csv, tensorboard, mlflow, wandb), one step
+    per round, in the run directory's tracker run; on resume the trackers continue their runs
+    (``trackers.json``) and ``metrics.csv`` drops the rows of rounds past the checkpoint (they
+    will be run again)."""
 
-    def __init__(self, run_dir: Path, last_round: int) -> None:
-        self.path = run_dir / METRICS
-        self.rows: list[dict[str, Any]] = []
-        if self.path.is_file() and last_round > 0:
-            with self.path.open(newline="") as file:
-                self.rows = [r for r in csv.DictReader(file) if int(r["round"]) <= last_round]
-        self._write()
+    def __init__(self, specs: dict[str, Any], run_dir: Path, hparams: Any, last_round: int) -> None:
+        self.loggers = build_loggers(specs, run_dir, run_dir, hparams)
+        for logger in self.loggers:
+            if isinstance(logger, ResumableCSVLogger):
+                logger.drop_rows_after(last_round + 1)
 
-    def append(self, metrics: dict[str, Any]) -> None:
-        self.rows.append(metrics)
-        self._write()
+    def log(self, metrics: dict[str, Any]) -> None:
+        """One round's numbers, written through at once (a kill loses no finished round)."""
+        values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        for logger in self.loggers:
+            logger.log_metrics(values, step=int(metrics["round"]))
+            logger.save()
 
-    def _write(self) -> None:
-        keys = list(dict.fromkeys(k for row in self.rows for k in row)) or ["round"]
-        partial = self.path.with_suffix(".tmp")
-        with partial.open("w", newline="") as file:
-            writer = csv.DictWriter(file, keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        partial.replace(self.path)
+    def finish(self) -> None:
+        for logger in self.loggers:
+            logger.finalize("success")
+        close(self.loggers)
 
 
 class RoundDisplay:
@@ -132,12 +131,13 @@ class RoundDisplay:
 
     def update(self, m: dict[str, Any]) -> None:
         line = (
-            f"round {m['round']:>3}  acc {m['test/acc']:.4f}  loss {m['test/loss']:.4f}  "
+            f"round {m['round']:>3}  val acc {m['val/acc']:.4f}  loss {m['val/loss']:.4f}  "
             f"client {m['train/client_loss']:.4f}  clients {m['clients/returned']}"
             f"/{m['clients/sampled']}"
             + (f" (rejected {m['clients/rejected']})" if m["clients/rejected"] else "")
             + f"  down {_megabytes(m['bytes/down'])} up {_megabytes(m['bytes/up'])}"
             + f"  {m['time/round_s']:.2f}s"
+            + ("  skipped: too few clients returned" if m["round/skipped"] else "")
         )
         if "clients/malicious" in m:
             line += f"  malicious {m['clients/malicious']}"
@@ -147,7 +147,9 @@ class RoundDisplay:
             line += f"  clients mean {m['fed/mean_acc']:.3f} worst {m['fed/worst_acc']:.3f}"
         self.console.print(line, highlight=False, soft_wrap=True)
         if self.progress:
-            self.progress.update(self.task, completed=m["round"], status=f"acc {m['test/acc']:.4f}")
+            self.progress.update(
+                self.task, completed=m["round"], status=f"val acc {m['val/acc']:.4f}"
+            )
 
 
 def _megabytes(n: float) -> str:

@@ -27,7 +27,7 @@ class Federated(Schema):
     client_dropout = number(0, 1, open_high=True, example=0.1)
     straggler = number(0, 1, example=0.2)
     local_holdout = number(0, 1, open_high=True, example=0.2)
-    processes = whole(1, example=1)
+    min_clients = whole(1, example=2)
     progress = flag()
     top_k = whole(1, example=3)
     secure_aggregation = flag()

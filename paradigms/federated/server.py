@@ -1,11 +1,14 @@
 """The server loop of a federated simulation: sample, train locally, aggregate, checkpoint.
 
-Each client's result is one row of a ``[sampled, width]`` tensor (its delta, its buffers,
-SCAFFOLD's variate change, its loss, sample count, whether it was within the DP clip and
-whether it returned). Ranks fill the
-rows of the clients they train and leave the others zero; one ``all_reduce`` (a sum with
-zeros, hence exact) gives every rank the same rows, so every rank aggregates the same way
-and 1 or many processes give the same global model. Every random choice comes from a
+Each client's result is one row (its delta, its buffers, SCAFFOLD's variate change, its
+loss x samples, its samples, its weight, whether it was within the DP clip, whether it
+returned). Clients go to ranks by expected work (``processes.assign``); the engine trains a
+rank's clients. Where the strategy needs nothing but a weighted sum (the FedAvg family without
+per-client state, and always under DP or secure aggregation) a client's row is weighted and
+each rank sends the sum of its rows: O(model) traffic per round. Where it needs every update
+(median, trimmed mean, Krum) or per-client state comes back (SCAFFOLD's variates, FedBN's
+norm layers), ranks fill the rows of their clients and leave the others zero; one sum gives
+every rank all the rows (a sum with zeros, hence exact). Every random choice comes from a
 generator keyed by (seed, round, client, purpose), so it does not depend on which process
 trains a client, nor on whether the run was resumed.
 
@@ -13,6 +16,9 @@ The update path has three optional pieces, each a hook: an ``Attack`` poisons a 
 client's labels or update; under client-level DP (``ClientDP``) or secure aggregation
 (``SecureAggregation``) a client sends only its weighted row, clipped and/or masked, and the
 server sees nothing but the sum (``_aggregate_sum``), which it noises under DP.
+
+The server's state lives on the CPU (the DP noise and the masks are drawn there); the engine
+trains on the Fabric device.
 """
 
 from __future__ import annotations
@@ -24,17 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from paradigms.federated.attacks import Attack
-from paradigms.federated.client import (
-    FlatModel,
-    LocalWork,
-    batches_per_epoch,
-    evaluate,
-    train_locally,
-)
+from paradigms.federated.client import FlatModel, LocalWork, batches_per_epoch, evaluate
+from paradigms.federated.engine import LoopEngine
 from paradigms.federated.privacy import ClientDP
+from paradigms.federated.processes import assign
 from paradigms.federated.secure import SecureAggregation
 from paradigms.federated.strategies import Strategy, Updates
 from paradigms.federated.streams import (
@@ -49,7 +50,10 @@ from paradigms.federated.streams import (
 )
 
 CHECKPOINT = "checkpoints/last_round.pt"
-LOSS, SAMPLES, WITHIN, FLAG = range(-4, 0)  # a row's last columns; FLAG: 1 sent, -1 rejected
+# A row's last columns: loss x samples, samples, aggregation weight, within the DP clip, and
+# FLAG (1 sent, -1 rejected as non-finite, 0 not returned).
+LOSS_SUM, SAMPLES, WEIGHT, WITHIN, FLAG = range(-5, 0)
+TAIL = 5
 VARIANCE_FLOOR = 1e-5  # DP noise may push a BatchNorm running variance below zero
 
 
@@ -67,19 +71,23 @@ class SimulationSettings:
     norm: str  # "average" or "local" (FedBN)
     eval_batch_size: int
     top_k: int
+    min_clients: int = 1  # fewer accepted updates than this: the round keeps the model
 
 
 @dataclass
 class Federation:
-    """The clients' data (in memory for the whole run) and the central test set."""
+    """The clients' data (in memory, on the training device), each client's holdout (if any)
+    and the server's validation and test sets."""
 
     clients: list[tuple[torch.Tensor, torch.Tensor]]
-    holdouts: list[tuple[torch.Tensor, torch.Tensor]]
+    holdouts: dict[int, tuple[torch.Tensor, torch.Tensor]]  # by client; empty: none
     test: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None = None  # None: the rounds are not evaluated
 
 
 class Simulation:
-    """Runs the rounds on one process (``rank`` of ``world``); rank 0 evaluates and writes."""
+    """Runs the rounds on one process of ``fabric`` (None: one CPU process); rank 0 evaluates
+    and writes."""
 
     def __init__(
         self,
@@ -89,112 +97,143 @@ class Simulation:
         federation: Federation,
         settings: SimulationSettings,
         seed: int,
-        rank: int = 0,
-        world: int = 1,
+        fabric: Any = None,
         attack: Attack | None = None,
         privacy: ClientDP | None = None,
         secure: SecureAggregation | None = None,
     ) -> None:
         self.flat, self.optimizer, self.strategy = flat, optimizer, strategy
-        self.federation, self.settings, self.seed = federation, settings, seed
-        self.rank, self.world = rank, world
+        if fabric is None:
+            from lightning_fabric import Fabric
+
+            fabric = Fabric(accelerator="cpu", devices=1)
+        self.federation, self.settings, self.seed, self.fabric = federation, settings, seed, fabric
+        self.rank, self.world = fabric.global_rank, fabric.world_size
         self.attack, self.privacy, self.secure = attack or Attack(), privacy, secure
+        self.engine = LoopEngine(flat, optimizer, strategy, fabric.autocast)
         self.num_clients = len(federation.clients)
         self.per_round = max(1, round(settings.fraction * self.num_clients))
         self.malicious = self.attack.choose(self.num_clients, stream(seed, -1, -1, ATTACK))
         # Only the sum of the clients' rows reaches the strategy (sum-based strategies only).
-        self.summed = privacy is not None or secure is not None
+        self.private = privacy is not None or secure is not None
+        per_client_state = strategy.uses_variates or settings.norm == "local"
+        self.summed = self.private or (strategy.sum_based and not per_client_state)
         self.P, self.B = flat.params.numel(), flat.buffers.numel()
-        self.width = self.P + self.B + (self.P if strategy.uses_variates else 0) + 4
+        self.V = self.P if strategy.uses_variates else 0
+        self.norm_mask, self.variance_mask = flat.norm_mask.cpu(), flat.variance_mask.cpu()
+        self.width = self.P + self.B + self.V + TAIL
 
     def initial_state(self) -> dict[str, Any]:
         """Round 0: the model's weights (rank 0's, when several processes), fresh state."""
-        params, buffers = self.flat.params.clone(), self.flat.buffers.clone()
-        if self.world > 1:
-            dist.broadcast(params, 0)
-            dist.broadcast(buffers, 0)
+        params, buffers = self.fabric.broadcast((self.flat.params.cpu(), self.flat.buffers.cpu()))
         local = self.flat.norm_mask.sum().item() + self.B
         return {
             "round": 0,
-            "params": params,
-            "buffers": buffers,
+            "params": params.clone(),
+            "buffers": buffers.clone(),
             "strategy": self.strategy.init_state(params),
-            "variates": torch.zeros(self.num_clients, self.P)
-            if self.strategy.uses_variates
-            else torch.zeros(0),
+            "variates": torch.zeros(self.num_clients, self.V),
             "local_norm": torch.zeros(self.num_clients, local),
             "has_local_norm": torch.zeros(self.num_clients, dtype=torch.bool),
             "privacy": self.privacy.init_state() if self.privacy else {},
+            "best": {
+                "round": 0,
+                "val_acc": -1.0,
+                "params": params.clone(),
+                "buffers": buffers.clone(),
+            },
+            "history": [],
         }
 
     def sample(self, round_: int) -> list[int]:
         order = torch.randperm(self.num_clients, generator=stream(self.seed, round_, -1, SAMPLE))
         return sorted(order[: self.per_round].tolist())
 
-    def _steps(self, client: int, round_: int) -> int:
-        n = len(self.federation.clients[client][1])
+    def work(self, client: int, round_: int) -> LocalWork | None:
+        """What the client does this round, or None when it does not return."""
+        dropout = stream(self.seed, round_, client, CLIENT_DROPOUT)
+        if torch.rand((), generator=dropout) < self.settings.client_dropout:
+            return None
+        x, y = self.federation.clients[client]
+        if client in self.malicious:
+            y = self.attack.data(y, self.flat.model.num_classes)
         full = self.settings.local_steps or self.settings.local_epochs * batches_per_epoch(
-            n, self.settings.batch_size
+            len(y), self.settings.batch_size
         )
-        g = stream(self.seed, round_, client, STRAGGLER)
+        steps, g = full, stream(self.seed, round_, client, STRAGGLER)
         if torch.rand((), generator=g) < self.settings.straggler:
-            return int(torch.randint(1, full + 1, (), generator=g))
-        return full
+            steps = int(torch.randint(1, full + 1, (), generator=g))
+        train = stream(self.seed, round_, client, TRAIN)
+        return LocalWork(x, y, steps, self.settings.batch_size, train)
 
-    def _load(self, state: dict[str, Any], client: int) -> None:
-        self.flat.load(state["params"], state["buffers"])
-        if self.settings.norm == "local" and state["has_local_norm"][client]:
-            stored = state["local_norm"][client]
-            self.flat.params[self.flat.norm_mask] = stored[: -self.B or None]
-            self.flat.buffers.copy_(stored[len(stored) - self.B :])
+    def start_rows(self, state: dict[str, Any], clients: list[int]) -> tuple[torch.Tensor, ...]:
+        """The clients' start weights and buffers: the global model, with FedBN's own norm
+        layers where a client has them."""
+        params = state["params"].expand(len(clients), -1).clone()
+        buffers = state["buffers"].expand(len(clients), -1).clone()
+        if self.settings.norm == "local":
+            for k, client in enumerate(clients):
+                if state["has_local_norm"][client]:
+                    stored = state["local_norm"][client]
+                    params[k, self.norm_mask] = stored[: len(stored) - self.B]
+                    buffers[k] = stored[len(stored) - self.B :]
+        return params, buffers
 
     def train_client(
         self, state: dict[str, Any], client: int, round_: int, sampled: list[int]
     ) -> torch.Tensor:
-        """The client's row: delta, buffers, [variate change], loss, samples, within, flag."""
-        row = torch.zeros(self.width)
-        dropout = stream(self.seed, round_, client, CLIENT_DROPOUT)
-        if torch.rand((), generator=dropout) < self.settings.client_dropout:
-            return row
-        x, y = self.federation.clients[client]
-        if client in self.malicious:
-            y = self.attack.data(y, self.flat.model.num_classes)
-        steps = self._steps(client, round_)
-        work = LocalWork(
-            x, y, steps, self.settings.batch_size, stream(self.seed, round_, client, TRAIN)
-        )
-        variate = None
+        """One client's row (zeros when it does not return this round)."""
+        work = self.work(client, round_)
+        if work is None:
+            return torch.zeros(self.width, dtype=torch.int64 if self.secure else None)
+        return self.train(state, [(client, work)], sampled, round_)[0]
+
+    def train(
+        self, state: dict[str, Any], jobs: list[tuple[int, LocalWork]], sampled: list[int], round_
+    ) -> torch.Tensor:
+        """The rows of this rank's clients (see the module docstring), trained by the engine."""
+        rows = torch.zeros(len(jobs), self.width, dtype=torch.int64 if self.secure else None)
+        if not jobs:
+            return rows
+        clients, works = [c for c, _ in jobs], [w for _, w in jobs]
+        device = self.fabric.device
+        params, buffers = (t.to(device) for t in self.start_rows(state, clients))
+        variates = None
         if self.strategy.uses_variates:
-            variate = state["strategy"]["c"] - state["variates"][client]
-        self._load(state, client)
-        loss = train_locally(
-            self.flat, self.optimizer, work, self.strategy, state["params"], variate
-        )
-        delta = self.flat.params - state["params"]
-        if client in self.malicious:
-            delta = self.attack.update(delta, stream(self.seed, round_, client, ATTACK))
-        row[: self.P] = delta
-        row[self.P : self.P + self.B] = self.flat.buffers
-        if self.strategy.uses_variates:
-            group = self.optimizer.param_groups[0]
-            row[self.P + self.B : LOSS] = self.strategy.variate_change(
-                delta, state["strategy"]["c"], steps, group["lr"], group.get("momentum", 0.0)
-            )
-        row[LOSS:] = torch.tensor([loss, len(y), 1.0, 1.0])
-        return self.protect(row, state, client, sampled, round_) if self.summed else row
+            variates = (state["strategy"]["c"] - state["variates"][clients]).to(device)
+        trained = self.engine.train(params, buffers, works, state["params"].to(device), variates)
+        deltas = trained.params.cpu() - state["params"]
+        lr = self.optimizer.param_groups[0]["lr"]
+        momentum = self.optimizer.param_groups[0].get("momentum", 0.0)
+        for k, (client, work) in enumerate(jobs):
+            delta = deltas[k]
+            if client in self.malicious:
+                delta = self.attack.update(delta, stream(self.seed, round_, client, ATTACK))
+            row = torch.zeros(self.width)
+            row[: self.P], row[self.P : self.P + self.B] = delta, trained.buffers[k].cpu()
+            if self.V:  # SCAFFOLD's option II, under the clients' momentum (strategies.py)
+                row[self.P + self.B : LOSS_SUM] = self.strategy.variate_change(
+                    delta, state["strategy"]["c"], work.steps, lr, momentum
+                )
+            n = float(len(work.y))
+            row[LOSS_SUM:] = torch.tensor([float(trained.losses[k]) * n, n, n, 1.0, 1.0])
+            rows[k] = self.protect(row, state, client, sampled, round_) if self.summed else row
+        return rows
 
     def protect(
         self, row: torch.Tensor, state: dict[str, Any], client: int, sampled: list[int], round_: int
     ) -> torch.Tensor:
-        """What a client sends when only sums reach the server: its weighted update (buffers as
-        deltas too) with its loss, weight and within-clip bit, clipped under DP (where every
-        client weighs 1), masked under secure aggregation. A non-finite row is flagged -1."""
+        """What a client sends when only sums are needed: its weighted update (buffers as
+        deltas too) with its loss x samples, samples, weight and within-clip bit; clipped under
+        DP (where every client weighs 1), masked under secure aggregation. A non-finite row is
+        flagged -1."""
         P, B = self.P, self.B
         update = torch.cat([row[:P], row[P : P + B] - state["buffers"]])
         within, weight = 1.0, 1.0 if self.privacy else float(row[SAMPLES])
         if self.privacy:
             update, within = self.privacy.bound(update, state["privacy"])
-        sent = torch.cat([weight * update, torch.tensor([weight * row[LOSS], weight, within])])
+        tail = torch.tensor([row[LOSS_SUM], row[SAMPLES], weight, within])
+        sent = torch.cat([weight * update, tail])
         if not torch.isfinite(sent).all():
             return torch.cat([torch.zeros_like(sent), torch.tensor([-1.0])])
         if self.secure:
@@ -206,34 +245,56 @@ class Simulation:
         """The seed shared by clients i < j in this round, as a generator."""
         return lambda i, j: stream(self.seed, round_, i * self.num_clients + j, MASK)
 
+    def _sum_over_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return tensor
+        return self.fabric.all_reduce(tensor.to(self.fabric.device), reduce_op="sum").cpu()
+
+    def gather(
+        self, rows: torch.Tensor, mine: list[int], sampled: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every rank's contribution: (the rows of all sampled clients, or the sum of the
+        accepted ones; each sampled client's flag)."""
+        flags = torch.zeros(len(sampled), dtype=rows.dtype)
+        flags[mine] = rows[:, FLAG]
+        if not self.summed:
+            full = torch.zeros(len(sampled), self.width, dtype=rows.dtype)
+            full[mine] = rows
+            full = self._sum_over_ranks(full)
+            finite = torch.isfinite(full).all(1)
+            full[:, FLAG] = torch.where(finite, full[:, FLAG], -full[:, FLAG].abs())
+            return full, full[:, FLAG]
+        partial = rows[rows[:, FLAG] == 1, :FLAG].sum(0)
+        total = self._sum_over_ranks(torch.cat([partial, flags]))
+        return total[: len(partial)], total[len(partial) :]
+
     def step(self, state: dict[str, Any], round_: int) -> tuple[dict[str, Any], dict[str, float]]:
         """One round; returns the next state and the round's traffic and client numbers."""
         sampled = self.sample(round_)
-        rows = torch.zeros(len(sampled), self.width, dtype=torch.int64 if self.secure else None)
-        for j, client in enumerate(sampled):
-            if j % self.world == self.rank:
-                rows[j] = self.train_client(state, client, round_, sampled)
-        if self.world > 1:
-            dist.all_reduce(rows)
-        returned = rows[:, FLAG] != 0
-        accepted = (rows[:, FLAG] == 1) & torch.isfinite(rows).all(1)
+        works = [self.work(client, round_) for client in sampled]
+        ranks = assign([w.steps if w else 0 for w in works], self.world)
+        mine = [j for j, w in enumerate(works) if w is not None and ranks[j] == self.rank]
+        rows = self.train(state, [(sampled[j], works[j]) for j in mine], sampled, round_)
+        received, flags = self.gather(rows, mine, sampled)
+        returned, accepted = flags != 0, flags == 1
         clients = [c for c, a in zip(sampled, accepted.tolist(), strict=True) if a]
-        if self.summed:
-            state, loss = self._aggregate_sum(state, rows[accepted], clients, sampled, round_)
+        skipped = len(clients) < self.settings.min_clients
+        if skipped:
+            loss, state = float("nan"), dict(state)
+        elif self.summed:
+            state, loss = self._aggregate_sum(state, received, clients, sampled, round_)
         else:
-            state = self._aggregate(state, rows[accepted], clients)
-            loss = float(rows[accepted, LOSS].mean()) if clients else float("nan")
+            kept = received[accepted]
+            state = self._aggregate(state, kept, clients)
+            loss = float(kept[:, LOSS_SUM].sum() / kept[:, SAMPLES].sum())
         state["round"] = round_ + 1
-        variate_bytes = self.P * 4 if self.strategy.uses_variates else 0
-        model_bytes = (self.P + self.B) * state["params"].element_size()
-        up_bytes = (self.width - 1) * 8 if self.secure else model_bytes + variate_bytes
         metrics = {
             "clients/sampled": len(sampled),
             "clients/returned": int(returned.sum()),
             "clients/rejected": int((returned & ~accepted).sum()),
+            "round/skipped": int(skipped),
             "train/client_loss": loss,
-            "bytes/down": len(sampled) * (model_bytes + variate_bytes),
-            "bytes/up": int(returned.sum()) * up_bytes,
+            **self._traffic(len(sampled), int(returned.sum())),
         }
         if self.malicious:
             metrics["clients/malicious"] = len(set(sampled) & set(self.malicious))
@@ -243,23 +304,29 @@ class Simulation:
             metrics["privacy/clip"] = float(state["privacy"]["clip"])
         return state, metrics
 
+    def _traffic(self, sampled: int, returned: int) -> dict[str, int]:
+        """Bytes the clients download and upload (a simulated client's messages)."""
+        model_bytes = (self.P + self.B) * 4
+        up_bytes = (self.width - 1) * 8 if self.secure else model_bytes + self.V * 4
+        return {
+            "bytes/down": sampled * (model_bytes + self.V * 4),
+            "bytes/up": returned * up_bytes,
+        }
+
     def _aggregate_sum(
         self,
         state: dict[str, Any],
-        rows: torch.Tensor,
+        total: torch.Tensor,
         clients: list[int],
         sampled: list[int],
         round_: int,
     ) -> tuple[dict[str, Any], float]:
-        """The next state from the sum of the rows alone (unmasked, noised under DP), and the
-        clients' mean loss."""
-        if not clients:
-            return dict(state), float("nan")
-        total = rows[:, :FLAG].sum(0)
+        """The next state from the sum of the accepted rows alone (unmasked, noised under DP),
+        and the clients' sample-weighted mean loss."""
         if self.secure:
             dropped = [c for c in sampled if c not in clients]
             total = self.secure.unmask(total, clients, dropped, self._pairs(round_))
-        update, (loss, weight, within) = total[:-3], total[-3:].tolist()  # FLAG dropped
+        update, (loss, samples, weight, within) = total[:-4], total[-4:].tolist()
         privacy = state["privacy"]
         if self.privacy:
             noise = stream(self.seed, round_, -1, NOISE)
@@ -273,16 +340,14 @@ class Simulation:
         buffers = state["buffers"] + mean[self.P :]
         if self.privacy:  # post-processing: the privacy guarantee is kept
             floor = buffers.clamp(min=VARIANCE_FLOOR)
-            buffers = torch.where(self.flat.variance_mask, floor, buffers)
+            buffers = torch.where(self.variance_mask, floor, buffers)
         state = {**state, "params": params, "strategy": strategy_state}
-        return {**state, "buffers": buffers, "privacy": privacy}, loss / weight
+        return {**state, "buffers": buffers, "privacy": privacy}, loss / samples
 
     def _aggregate(self, state: dict[str, Any], rows: torch.Tensor, clients: list[int]) -> dict:
-        if not clients:
-            return dict(state)
         P, B = self.P, self.B
-        weights = rows[:, SAMPLES]
-        variate_deltas = rows[:, P + B : LOSS] if self.strategy.uses_variates else None
+        weights = rows[:, WEIGHT]
+        variate_deltas = rows[:, P + B : LOSS_SUM] if self.V else None
         updates = Updates(rows[:, :P], weights, variate_deltas, self.num_clients)
         old = state["params"]
         params, strategy_state = self.strategy.aggregate(old, updates, state["strategy"])
@@ -293,51 +358,69 @@ class Simulation:
         if variate_deltas is not None:
             state["variates"] = state["variates"].index_add(0, index, variate_deltas)
         if self.settings.norm == "local":
-            local_params = (old + rows[:, :P])[:, self.flat.norm_mask]
+            local_params = (old + rows[:, :P])[:, self.norm_mask]
             state["local_norm"] = state["local_norm"].index_copy(
                 0, index, torch.cat([local_params, rows[:, P : P + B]], 1)
             )
             state["has_local_norm"] = state["has_local_norm"].index_fill(0, index, True)
         return state
 
+    def _evaluate(self, params: torch.Tensor, buffers: torch.Tensor, split) -> dict[str, float]:
+        self.flat.load(params.to(self.flat.params.device), buffers.to(self.flat.params.device))
+        args = (self.settings.eval_batch_size, self.settings.top_k, self.fabric.autocast)
+        return evaluate(self.flat.model, *split, *args)
+
     def evaluate(self, state: dict[str, Any]) -> dict[str, float]:
-        """The global model on the central test set (and each client's holdout, if any)."""
-        self.flat.load(state["params"], state["buffers"])
-        args = (self.settings.eval_batch_size, self.settings.top_k)
-        metrics = {
-            f"test/{k}": v
-            for k, v in evaluate(self.flat.model, *self.federation.test, *args).items()
-        }
-        holdout = [
-            evaluate(self.flat.model, x, y, *args)["acc"] for x, y in self.federation.holdouts
-        ]
+        """The global model on the server's validation set, and each client's holdout (if
+        any) with the client's own norm layers under FedBN."""
+        val = self._evaluate(state["params"], state["buffers"], self.federation.val)
+        metrics = {f"val/{k}": v for k, v in val.items()}
+        holdout = []
+        for client, split in (self.federation.holdouts or {}).items():
+            params, buffers = self.start_rows(state, [client])
+            holdout.append(self._evaluate(params[0], buffers[0], split)["acc"])
         if holdout:
             metrics["fed/mean_acc"] = sum(holdout) / len(holdout)
             metrics["fed/worst_acc"] = min(holdout)
         return metrics
 
+    def test(self, state: dict[str, Any]) -> dict[str, float]:
+        """The model of the round selected on validation, on the test set (once)."""
+        best = state["best"]
+        test = self._evaluate(best["params"], best["buffers"], self.federation.test)
+        return {f"test/{k}": v for k, v in test.items()}
+
     def run(self, state: dict[str, Any], on_round: Any) -> dict[str, Any]:
-        """Rounds from ``state['round']`` to the settings'; ``on_round(state, metrics)`` after each
-        (rank 0 only): it records the metrics, then the checkpoint."""
+        """Rounds from ``state['round']`` to the settings'; after each, rank 0 evaluates on the
+        validation set and keeps the best round's weights, then ``on_round(state, metrics)``
+        runs on every rank (metrics only on rank 0): it records them and the checkpoint."""
         for round_ in range(state["round"], self.settings.rounds):
             started = time.perf_counter()
             state, metrics = self.step(state, round_)
             if self.rank == 0:
                 metrics = {"round": round_ + 1, **self.evaluate(state), **metrics}
                 metrics["time/round_s"] = time.perf_counter() - started
-                on_round(state, metrics)
+                if metrics["val/acc"] > state["best"]["val_acc"]:
+                    best = {"round": round_ + 1, "val_acc": metrics["val/acc"]}
+                    state["best"] = {**best, "params": state["params"], "buffers": state["buffers"]}
+                state["history"] = [*state["history"], metrics]
+            on_round(state, metrics if self.rank == 0 else {})
         return state
 
 
-def save_checkpoint(state: dict[str, Any], run_dir: Path) -> None:
-    """Writes the state atomically: a kill leaves the previous round's checkpoint intact."""
+def save_checkpoint(fabric: Any, state: dict[str, Any], run_dir: Path) -> None:
+    """Writes the state through Fabric, atomically: a temp file replaces the checkpoint, so a
+    kill leaves the previous round's intact. Called on every rank."""
     path = run_dir / CHECKPOINT
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    if fabric.is_global_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fabric.save(partial, state)
+    if fabric.is_global_zero:
+        os.replace(partial, path)
+    fabric.barrier()
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+def load_checkpoint(fabric: Any, run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / CHECKPOINT
-    return torch.load(path, weights_only=True) if path.is_file() else None
+    return fabric.load(path) if path.is_file() else None

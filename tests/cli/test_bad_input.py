@@ -62,8 +62,8 @@ BAD = [
     # what a paradigm needs of the data, the trainer and the loggers (paradigms.contract.Needs)
     ("paradigm=federated data=image_folder data.root=tests", "data"),
     ("paradigm=distill data=image_folder data.root=tests", "paradigm.cache_teacher"),
-    ("paradigm=federated trainer=ddp_cpu", "trainer.devices"),
-    ("paradigm=federated logger=csv_tensorboard", "logger.tensorboard"),
+    ("paradigm=federated trainer=ddp_cpu paradigm.num_clients=2", "trainer.devices"),
+    ("paradigm=federated trainer.precision=16-mixed", "trainer.precision"),
     # a source stage that would train on the target's test images (checked before training)
     ("paradigm=transfer source.data.classes=null", "source.data"),
 ]

@@ -1,12 +1,16 @@
-"""The federated paradigm end to end through the CLI: outputs, resume after a kill, and the
-same global model from 1 and 2 processes."""
+"""The federated paradigm end to end through the CLI: outputs, the loggers read back through
+their own APIs, resume after a kill (1 and 2 processes), and the same global model from 1 and
+2 Fabric processes."""
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from tests.helpers import cli, interrupted, run_dirs, summary
@@ -44,59 +48,105 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return run_dirs(out, "federated")[0], process.stdout
 
 
+def _val_acc(rows: list[dict[str, str]]) -> list[float]:
+    return [float(r["val/acc"]) for r in rows]
+
+
 def test_a_run_writes_rounds_plots_and_summary(full: tuple[Path, str]) -> None:
     run_dir, stdout = full
     rows = _rows(run_dir)
-    assert [r["round"] for r in rows] == ["1", "2", "3", "4"]
-    for key in ("test/acc", "test/loss", "train/client_loss", "clients/sampled", "bytes/down",
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    for key in ("val/acc", "val/loss", "train/client_loss", "clients/sampled", "bytes/down",
                 "bytes/up", "time/round_s", "fed/mean_acc", "fed/worst_acc"):  # fmt: skip
         assert rows[-1][key] != "", key
+    assert "test/acc" not in rows[0], "the test set is not evaluated every round"
     # SCAFFOLD sends the model and a control variate down to every sampled client, and both
     # back from every client that returned: bytes are counted from the tensors' sizes.
-    per_client = int(rows[0]["bytes/down"]) // int(rows[0]["clients/sampled"])
+    per_client = int(float(rows[0]["bytes/down"])) // int(float(rows[0]["clients/sampled"]))
     assert per_client > 2 * 4 * 373_658
-    assert all(int(r["bytes/up"]) == per_client * int(r["clients/returned"]) for r in rows)
+    assert all(
+        int(float(r["bytes/up"])) == per_client * int(float(r["clients/returned"])) for r in rows
+    )
     assert (run_dir / "accuracy.png").stat().st_size > 0
     assert (run_dir / "label_distribution.png").stat().st_size > 0
     assert "IID partition over 6 clients" in stdout
     metrics = summary(run_dir)["metrics"]
-    assert metrics["test/acc"] == float(rows[-1]["test/acc"])
+    accuracies = _val_acc(rows)
+    best = accuracies.index(max(accuracies))
+    assert metrics["val/acc"] == accuracies[best], "the best round on validation is reported"
+    assert f"selected on validation accuracy: round {best + 1} of 4" in " ".join(stdout.split())
+    assert "1 process(es)" in stdout
 
 
-def _kill_after_round(output_root: Path, rounds_done: int) -> Path:
+def _kill_after_round(output_root: Path, rounds_done: int, *extra: str) -> Path:
     def ready() -> bool:
         dirs = run_dirs(output_root, "federated")
         checkpoint = dirs[0] / "checkpoints" / "last_round.pt" if dirs else None
         return bool(checkpoint and checkpoint.is_file() and len(_rows(dirs[0])) >= rounds_done)
 
-    interrupted([f"paths.output_root={output_root}", *RUN], ready)
+    interrupted([f"paths.output_root={output_root}", *RUN, *extra], ready, whole_group=True)
     run_dir = run_dirs(output_root, "federated")[0]
     assert not (run_dir / "summary.json").exists(), "killed too late"
     return run_dir
 
 
-def test_killed_run_resumes_bit_identical(tmp_path: Path, full: tuple[Path, str]) -> None:
-    full = full[0]
-
-    killed = _kill_after_round(tmp_path / "killed", rounds_done=2)
-    cli(f"resume={killed}", output_root=tmp_path / "killed")
-
+def _assert_resumed_like(full: Path, killed: Path, resumed_stdout: str) -> None:
     assert _same_model(full, killed)
     assert summary(killed)["metrics"] == summary(full)["metrics"]
     drop = ("time/round_s",)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
     assert strip(_rows(killed)) == strip(_rows(full)), "every round once, with the same numbers"
+    done = torch.load(killed / "checkpoints" / "last_round.pt", weights_only=True)["history"]
+    assert [m["round"] for m in done] == [1, 2, 3, 4]
+    assert "round   1 " not in resumed_stdout, "a finished round was run again"
 
 
-def test_two_processes_give_the_same_global_model(tmp_path: Path) -> None:
-    cli(*RUN, output_root=tmp_path / "one")
-    cli(*RUN, "paradigm.processes=2", output_root=tmp_path / "two")
-    one, two = (
-        run_dirs(tmp_path / "one", "federated")[0],
-        run_dirs(tmp_path / "two", "federated")[0],
-    )
-    assert _same_model(one, two)
-    assert summary(one)["metrics"] == summary(two)["metrics"]
+def test_killed_run_resumes_bit_identical_and_from_its_checkpoint(
+    tmp_path: Path, full: tuple[Path, str]
+) -> None:
+    killed = _kill_after_round(tmp_path / "killed", 2, "logger=csv_mlflow")
+    tampered = tmp_path / "tampered" / "federated" / "run" / killed.name
+    shutil.copytree(killed, tampered)
+    (tampered / "trackers.json").unlink()  # its own MLflow run, not the killed run's
+    checkpoint = tampered / "checkpoints" / "last_round.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["params"] += 0.01
+    torch.save(state, checkpoint)
+
+    resumed = cli(f"resume={killed}", output_root=tmp_path / "killed")
+    _assert_resumed_like(full[0], killed, resumed.stdout)
+    # The MLflow run of the killed run is continued, and holds the rounds of metrics.csv.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'killed'}/mlflow.db")
+    run_id = json.loads((killed / "trackers.json").read_text())["mlflow"]["run_id"]
+    history = {m.step: m.value for m in client.get_metric_history(run_id, "val/acc")}
+    assert [history[step] for step in (1, 2, 3, 4)] == pytest.approx(_val_acc(_rows(killed)))
+
+    cli(f"resume={tampered}", output_root=tmp_path / "tampered")
+    assert summary(tampered)["metrics"] != summary(killed)["metrics"], "the checkpoint is read"
+
+
+def test_two_processes_give_the_same_global_model_and_log_to_tensorboard(
+    tmp_path: Path, full: tuple[Path, str]
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    process = cli(*RUN, "trainer=ddp_cpu", "logger=csv_tensorboard", output_root=tmp_path)
+    two = run_dirs(tmp_path, "federated")[0]
+    assert "2 process(es)" in process.stdout
+    assert _same_model(full[0], two), "rows are summed with zeros: exact"
+    assert summary(two)["metrics"] == summary(full[0])["metrics"]
+    events = EventAccumulator(str(two / "tensorboard")).Reload()
+    logged = events.Scalars("val/acc")
+    assert [e.step for e in logged] == [1, 2, 3, 4]
+    assert [e.value for e in logged] == pytest.approx(_val_acc(_rows(two)))
+
+
+def test_two_killed_processes_resume_bit_identical(tmp_path: Path, full: tuple[Path, str]) -> None:
+    killed = _kill_after_round(tmp_path, 2, "trainer=ddp_cpu")
+    resumed = cli(f"resume={killed}", output_root=tmp_path)
+    _assert_resumed_like(full[0], killed, resumed.stdout)
 
 
 def test_bad_values_stop_before_training_with_one_line(out: Path) -> None:
