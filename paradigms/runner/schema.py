@@ -42,6 +42,16 @@ class ModelSummary(Schema):
     max_depth = whole(0, example=1)
 
 
+class OptunaPruning(Schema):
+    """``callbacks.optuna_pruning`` (conf/hparams_search/): the metric a pruner compares."""
+
+    monitor = Check(
+        lambda v: isinstance(v, str) and bool(re.fullmatch(r"([\w-]+/)*val/\w+", v)),
+        "must be a validation metric logged every epoch, like val/acc",
+        "{key}=val/acc",
+    )
+
+
 class Source(Schema):
     """``source``: the related task a source stage trains on (set by a scenario)."""
 
