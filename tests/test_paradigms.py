@@ -20,20 +20,9 @@ QUICK = {
 
 # The validation metric each paradigm selects on (multitask: its tasks' mean score).
 VALIDATION = {"multitask": "val/score"}
-# Federated reports val/acc once its server-side validation split lands (issue 17, helper h17a);
-# the strict xfail then fails, and this mark goes.
-AWAITING_VALIDATION = {"federated"}
 
 
-@pytest.mark.parametrize(
-    "paradigm",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="no val/acc yet (issue 17)"))
-        if p in AWAITING_VALIDATION
-        else p
-        for p in PARADIGMS
-    ],
-)
+@pytest.mark.parametrize("paradigm", PARADIGMS)
 def test_each_paradigm_trains_and_reports(paradigm: str, out: Path) -> None:
     metric = VALIDATION.get(paradigm, "val/acc")
     cli(

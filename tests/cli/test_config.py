@@ -26,25 +26,11 @@ def test_every_option_composes_and_resolves(overrides: list[str]) -> None:
 
 
 OPTIMIZING = [p for p in ALL_YAML if "optimized_metric" in OmegaConf.load(p)]
-# Federated reports test metrics only until its server-side validation split lands (issue 17,
-# helper h17a): then these YAMLs optimize val/acc and the strict xfail turns into a failure.
-AWAITING_FEDERATED_VALIDATION = {
-    "experiment/fedavg_iid_vs_noniid.yaml",
-    "scenario/digits/federated.yaml",
-}
 
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(strict=True, reason="federated has no val/acc yet (issue 17)"),
-        )
-        if str(p.relative_to(CONF)) in AWAITING_FEDERATED_VALIDATION
-        else p
-        for p in OPTIMIZING
-    ],
+    OPTIMIZING,
     ids=[str(p.relative_to(CONF)) for p in OPTIMIZING],
 )
 def test_no_config_optimizes_a_test_metric(path: Path) -> None:
