@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-from common import write_result
-from seeded import arguments, over_seeds, report
+from seeded import arguments, over_seeds, record_run, report
 
 CLAIM = "distill"
 CONFIGS = {
@@ -39,9 +38,7 @@ def main() -> None:
         ["val/acc", "test/acc", "scratch/test/acc", "teacher/test/acc", "test/agreement"],
         [("distill", "test/acc", "distill", "scratch/test/acc")],
     )
-    record |= {"seeds": args.seeds, "overrides": args.overrides}
-    record["wall_time_s"] = round(time.perf_counter() - started, 1)
-    write_result(CLAIM, record)
+    record_run(CLAIM, record, args, started)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-from common import write_result
-from seeded import arguments, over_seeds, report
+from seeded import arguments, over_seeds, record_run, report
 
 CLAIM = "finetune_methods"
 METHODS = ("full", "partial", "lp_ft", "gradual", "lora")
@@ -37,9 +36,7 @@ def main() -> None:
         ["val/acc", "test/acc", "source/test/acc", "scratch/test/acc"],
         pairs,
     )
-    record |= {"seeds": args.seeds, "overrides": args.overrides}
-    record["wall_time_s"] = round(time.perf_counter() - started, 1)
-    write_result(CLAIM, record)
+    record_run(CLAIM, record, args, started)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import time
 
-from common import write_result
-from seeded import arguments, over_seeds, report
+from seeded import arguments, over_seeds, record_run, report
 
 CLAIM = "multitask"
 METHODS = ("equal", "static", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad")
@@ -46,9 +45,7 @@ def main() -> None:
         [*COLUMNS, "test/delta_m_pct"],
         pairs,
     )
-    record |= {"seeds": args.seeds, "overrides": args.overrides}
-    record["wall_time_s"] = round(time.perf_counter() - started, 1)
-    write_result(CLAIM, record)
+    record_run(CLAIM, record, args, started)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from common import write_result
 from rich.console import Console
 from rich.table import Table
 
@@ -115,3 +117,12 @@ def as_dict(spread: Interval) -> dict[str, float]:
         "high": spread.high,
         "n": spread.n,
     }
+
+
+def record_run(
+    claim: str, record: dict[str, Any], args: argparse.Namespace, started: float
+) -> None:
+    """Adds the seeds, the overrides and the wall time to ``record`` and writes it."""
+    record |= {"seeds": args.seeds, "overrides": args.overrides}
+    record["wall_time_s"] = round(time.perf_counter() - started, 1)
+    write_result(claim, record)
