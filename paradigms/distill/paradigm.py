@@ -26,6 +26,7 @@ from paradigms.distill.module import (
     ms_per_image,
     with_transfer_set,
 )
+from paradigms.models.augmentation import random_inputs
 from paradigms.models.backbone import (
     EXPORT_WEIGHTS,
     count_parameters,
@@ -71,7 +72,8 @@ class Distill:
     Reports the student's ``test/*``, ``teacher/test/*``, ``scratch/test/*``, agreement with
     the teacher, parameter counts and ms per image. Caching and a transfer set need the data
     in memory as tensors. Raises ConfigError for a teacher without trained weights, a teacher
-    whose head does not fit the classes, or different input channels.
+    whose head does not fit the classes, different input channels, or cache_teacher with
+    randomly augmented training data.
     """
 
     default_compare: tuple[str, ...] = COMPARISONS
@@ -126,6 +128,7 @@ class Distill:
 
     def run(self, context: Context) -> Result:
         datamodule = context.datamodule()
+        self.check_cache(datamodule)
         datamodule.setup("fit")
         classes = datamodule.num_classes
         teacher, teacher_params = self.build_teacher(context, classes)
@@ -176,6 +179,20 @@ class Distill:
             f"teacher/student parameters: {teacher_params / student_total:.1f}x"
         ]
         return Result(metrics, rows, notes)
+
+    def check_cache(self, datamodule: Any) -> None:
+        """Stops before the teacher trains when its outputs, cached once on the training
+        images, would not be those of the images the student sees (random augmentation)."""
+        varying = random_inputs(datamodule) if self.cache_teacher else None
+        if varying:
+            raise ConfigError(
+                "paradigm.cache_teacher",
+                True,
+                f"{varying}, so teacher outputs cached on the plain images would not match "
+                "the student's inputs",
+                "paradigm.cache_teacher=false (the teacher runs on every augmented batch), "
+                "or train without random augmentation (e.g. data.translate=0)",
+            )
 
     def build_teacher(self, context: Context, num_classes: int) -> tuple[Teacher, int]:
         """The frozen teacher behind its input bridge, trained first when it has no weights."""

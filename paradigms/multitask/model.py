@@ -39,6 +39,15 @@ class MultiTaskModel(nn.Module):
         shared = [*self.backbone.parameters(), *self.neck.parameters()]
         return [p for p in shared if p.requires_grad]
 
+    def last_shared_layer(self) -> slice:
+        """Where the last shared layer's weight (the last shared parameter of two or more
+        dimensions: a linear or convolution weight) lies in the concatenation of
+        ``shared_parameters()``: GradNorm's ``W``."""
+        shared = self.shared_parameters()
+        last = max((i for i, p in enumerate(shared) if p.dim() > 1), default=len(shared) - 1)
+        start = sum(p.numel() for p in shared[:last])
+        return slice(start, start + shared[last].numel())
+
 
 def build_model(spec: dict[str, Any], tasks: list[Task], neck: dict[str, Any]) -> MultiTaskModel:
     """Any timm backbone from any of the foundation's weight sources (random by default),

@@ -48,6 +48,7 @@ class MultiTaskModule(pl.LightningModule):
         self.scheduler_cfg = scheduler
         self.clip = clip or {}
         self.automatic_optimization = not weighting.manual
+        weighting.layer = model.last_shared_layer()
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict(

@@ -108,6 +108,7 @@ class GradNorm(Schema):
 
     alpha = number(0, example=1.5)
     lr = number(0, open_low=True, example=0.025)
+    update = one_of("sign", "paper")
 
 
 class CAGrad(Schema):

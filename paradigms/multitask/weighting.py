@@ -30,6 +30,8 @@ class Weighting(nn.Module):
     """
 
     manual: ClassVar[bool] = False
+    # The entries of a per-task gradient row on the last shared layer (set by the module).
+    layer: slice = slice(None)
 
     def __init__(self, weights: list[float]) -> None:
         super().__init__()
@@ -93,18 +95,27 @@ class Uncertainty(Weighting):
 
 
 class GradNorm(Weighting):
-    """GradNorm: weights move so that each task's weighted gradient norm tracks the mean norm
-    times its relative inverse training rate ``(L/L0 / mean(L/L0)) ** alpha``; they are
-    renormalised to sum to T. One sign-gradient step of size ``lr`` per optimizer step on the
-    paper's L1 objective. Cost: T backward passes per step and T x P gradient memory (norms
-    are taken over all shared parameters, not only the last shared layer)."""
+    """GradNorm: weights move so that each task's weighted gradient norm ``G_i = w_i |g_i|``
+    tracks the mean norm times its relative inverse training rate
+    ``r_i = (L_i/L0_i) / mean(L/L0)``; after each step they are renormalised to sum to T.
+
+    ``update="paper"`` (Chen et al. 2018): ``g_i`` is the gradient on the last shared layer
+    (``layer``, set by the module), and the weights take a gradient step of size ``lr`` on the
+    GradNorm loss ``L_grad = sum_i |G_i - mean(G) r_i^alpha|`` with the target held constant:
+    ``dL_grad/dw_i = sign(G_i - target_i) |g_i|``. ``update="sign"`` (the default, this
+    tool's first version): ``g_i`` over all shared parameters, and the step is that gradient
+    divided by ``mean|g|``, so ``lr`` means the same on any backbone. Cost: T backward passes
+    per step and T x P gradient memory."""
 
     manual: ClassVar[bool] = True
 
-    def __init__(self, weights: list[float], alpha: float = 1.5, lr: float = 0.025) -> None:
+    def __init__(
+        self, weights: list[float], alpha: float = 1.5, lr: float = 0.025, update: str = "sign"
+    ) -> None:
         super().__init__(weights)
         self.alpha = alpha
         self.lr = lr
+        self.update = update
         self.register_buffer("current", torch.ones(len(weights)))
         self.register_buffer("initial_losses", torch.zeros(len(weights)))
 
@@ -120,10 +131,13 @@ class GradNorm(Weighting):
         fresh = (self.initial_losses == 0) & (losses > 0)
         self.initial_losses.copy_(torch.where(fresh, losses, self.initial_losses))
         known = self.initial_losses > 0
-        norms = grads.norm(dim=1)
+        paper = self.update == "paper"
+        norms = (grads[:, self.layer] if paper else grads).norm(dim=1)
         ratio = torch.where(known, losses / self.initial_losses.clamp_min(1e-12), 1.0)
         target = (self.current * norms).mean() * (ratio / ratio.mean()) ** self.alpha
-        slope = torch.sign(self.current * norms - target) * norms / norms.mean().clamp_min(1e-12)
+        slope = torch.sign(self.current * norms - target) * norms
+        if not paper:
+            slope = slope / norms.mean().clamp_min(1e-12)
         moved = (self.current - self.lr * slope).clamp_min(1e-3)
         self.current.copy_(moved * len(moved) / moved.sum())
         return update

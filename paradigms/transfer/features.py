@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.in_memory import InMemoryDataModule
 from datamodules.loading import TensorBatches
+from paradigms.models.augmentation import random_inputs
 from paradigms.runner.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -31,11 +32,9 @@ def cache_blockers(
     reasons = []
     if replace_last_blocks:
         reasons.append("replace_last_blocks trains layers below the head")
-    augments = getattr(datamodule, "random_augmentation", None)
-    if augments is None:
-        reasons.append(f"{type(datamodule).__name__} does not declare random_augmentation")
-    elif augments:
-        reasons.append("the training data is randomly augmented")
+    varying = random_inputs(datamodule)
+    if varying:
+        reasons.append(varying)
     if backbone.get("drop_rate") or backbone.get("drop_path_rate"):
         reasons.append("backbone dropout / drop-path make the frozen backbone random")
     return reasons

@@ -4,6 +4,7 @@ cached teacher outputs change nothing, and the CLI reports teacher, student and 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -20,7 +21,9 @@ from paradigms.distill.module import (
     kd_loss,
     with_transfer_set,
 )
+from paradigms.distill.paradigm import Distill
 from paradigms.models.backbone import create_model
+from paradigms.runner.errors import ConfigError
 from tests.helpers import FAST, cli, quiet_trainer, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 3e-3, "weight_decay": 0.05}
@@ -175,3 +178,14 @@ def test_bad_teacher_config_stops_with_one_line(tmp_path, override: str, key: st
     process = cli(*FAST, "paradigm=distill", override, output_root=tmp_path, check=False)
     assert process.returncode == 2
     assert process.stderr.strip().count("\n") == 0 and key in process.stderr
+
+
+def test_cached_teacher_outputs_are_refused_under_random_augmentation() -> None:
+    """Outputs cached on the plain images would not be the teacher's on the shifted ones the
+    student sees: the run stops before the teacher is built or trained."""
+    shifted = DigitsDataModule(translate=0.1)
+    distill = Distill({}, {}, OPTIMIZER, SCHEDULER, baseline=None)
+    with pytest.raises(ConfigError, match="paradigm.cache_teacher=True.*randomly augmented"):
+        distill.run(SimpleNamespace(datamodule=lambda: shifted))
+    Distill({}, {}, OPTIMIZER, SCHEDULER, baseline=None, cache_teacher=False).check_cache(shifted)
+    distill.check_cache(DigitsDataModule())  # no augmentation: the cache is exact

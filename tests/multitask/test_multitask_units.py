@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from datamodules.csv_images import CsvDataModule
 from datamodules.labels import IGNORE
 from datamodules.multitask_digits import MultiTaskDigitsDataModule
-from paradigms.multitask.model import build_model
+from paradigms.multitask.model import MultiTaskModel, build_model
 from paradigms.multitask.module import MultiTaskModule
 from paradigms.multitask.paradigm import delta_m
 from paradigms.multitask.schema import METRICS as TASK_METRICS
+from paradigms.multitask.schema import GradNorm as GradNormSchema
 from paradigms.multitask.schema import MultiTask as MultiTaskSchema
 from paradigms.multitask.tasks import METRICS, Task, parse_tasks
 from paradigms.multitask.weighting import DWA, CAGrad, GradNorm, PCGrad, Uncertainty
@@ -122,6 +123,63 @@ def test_gradnorm_keeps_weights_summing_to_the_task_count() -> None:
     method.combine(grads, torch.tensor([0.5, 1.0]), torch.zeros(0, 2), step=1)
     assert math.isclose(method.current.sum().item(), 2.0, rel_tol=1e-6)
     assert method.current[1] > method.current[0], "the small-gradient, slow task gains weight"
+
+
+def _gradnorm_step(weights: torch.Tensor, norms, ratio, alpha: float, lr: float) -> torch.Tensor:
+    """Chen et al.'s step by autograd: d L_grad / d w with the target held constant."""
+    w = weights.clone().requires_grad_(True)
+    scaled = w * norms
+    target = (scaled.mean() * ratio**alpha).detach()
+    (slope,) = torch.autograd.grad((scaled - target).abs().sum(), w)
+    moved = w.detach() - lr * slope
+    return moved * len(moved) / moved.sum()
+
+
+def test_gradnorm_paper_update_follows_the_gradient_of_its_loss() -> None:
+    torch.manual_seed(0)
+    last = nn.Linear(6, 5)
+    heads = {"digit": nn.Linear(5, 3), "parity": nn.Linear(5, 1)}
+    model = MultiTaskModel(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), last), nn.Sequential(), heads)
+    method = GradNorm([1.0, 1.0], alpha=1.5, lr=0.1, update="paper")
+    module = MultiTaskModule(model, [DIGIT, PARITY], method, {"name": "sgd"}, {})
+    assert method.layer == slice(30, 60), "the last shared weight, after 4x6 + 6 entries"
+    x = torch.randn(8, 4)
+    outputs = module(x)
+    losses = torch.stack(
+        [
+            DIGIT.loss_value(outputs["digit"], torch.randint(0, 3, (8,))),
+            PARITY.loss_value(outputs["parity"], torch.randint(0, 2, (8,)).float()),
+        ]
+    )
+    shared = model.shared_parameters()
+    rows = torch.stack(
+        [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)])
+            for loss in losses
+        ]
+    )
+    norms = torch.stack(
+        [torch.autograd.grad(loss, last.weight, retain_graph=True)[0].norm() for loss in losses]
+    )
+    losses = losses.detach()
+    expected = _gradnorm_step(torch.ones(2), norms, torch.ones(2), 1.5, 0.1)  # first: r = 1
+    method.combine(rows, losses, torch.zeros(0, 2), step=0)
+    torch.testing.assert_close(method.current, expected)
+    later = losses * torch.tensor([0.5, 0.9])  # digit trains faster: r = (0.5, 0.9) / 0.7
+    ratio = torch.tensor([0.5, 0.9]) / 0.7
+    expected = _gradnorm_step(method.current.clone(), norms, ratio, 1.5, 0.1)
+    method.combine(rows, later, torch.zeros(0, 2), step=1)
+    torch.testing.assert_close(method.current, expected)
+    assert math.isclose(method.current.sum().item(), 2.0, rel_tol=1e-6)
+    assert not torch.allclose(method.current, torch.ones(2)), "the weights did not move"
+
+
+def test_gradnorm_update_is_one_of_the_two() -> None:
+    node = {"alpha": 1.5, "lr": 0.025, "update": "papr"}
+    with pytest.raises(ConfigError, match="must be one of sign, paper") as error:
+        check_node(node, "paradigm.weighting", GradNormSchema)
+    assert error.value.key == "paradigm.weighting.update"
+    check_node({**node, "update": "paper"}, "paradigm.weighting", GradNormSchema)
 
 
 def test_delta_m_is_sign_corrected_by_direction() -> None:

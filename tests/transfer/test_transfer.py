@@ -13,10 +13,12 @@ import torch
 from safetensors.torch import load_file
 
 from datamodules.digits import DigitsDataModule
+from datamodules.image_folder import ImageFolderDataModule
 from paradigms.models.classifier import ClassificationModule
 from paradigms.runner.errors import ConfigError
-from paradigms.transfer.features import FeatureData
+from paradigms.transfer.features import FeatureData, pooled_features
 from paradigms.transfer.paradigm import Transfer
+from tests.datamodules.images_on_disk import image_folder
 from tests.helpers import FAST, base_model_file, cli, quiet_trainer, run_dirs, summary
 
 OPTIMIZER = {"name": "adamw", "lr": 1e-2, "weight_decay": 0.01}
@@ -149,3 +151,24 @@ def test_cli_refuses_in_one_line(out: Path):
     assert process.stderr.strip().splitlines() == [process.stderr.strip()]
     assert "backbone.weights='none'" in process.stderr
     assert not out.exists() or not any(out.rglob("*.ckpt")), "something trained"
+
+
+def test_file_backed_data_without_augmentation_caches_its_features(tmp_path: Path):
+    """Not only in-memory data: image files read every epoch with the evaluation transform
+    give the same features every epoch, so transfer caches them, in the loader's order."""
+    root = str(image_folder(tmp_path))
+    files = {"backbone": "test_resnet", "image_size": 32, "loader": {"num_workers": 0}}
+    data = ImageFolderDataModule(root=root, augment={"enabled": False}, batch_size=16, **files)
+    data.setup("fit")
+    transfer = Transfer(OPTIMIZER, SCHEDULER, baseline=None)
+    assert transfer.check(SimpleNamespace(backbone=SPEC), data) is True, transfer.blockers
+    torch.manual_seed(0)
+    model, _ = transfer.build(SPEC, "none", data.num_classes)
+    cached = FeatureData(data, model)
+    model.eval()
+    images, _ = next(iter(data.train_dataloader()))
+    features, _ = next(iter(cached.train_dataloader()))
+    torch.testing.assert_close(features, pooled_features(model, images), rtol=1e-4, atol=1e-5)
+    augmented = ImageFolderDataModule(root=root, **files)
+    assert transfer.check(SimpleNamespace(backbone=SPEC), augmented) is False
+    assert transfer.blockers == ["the training data is randomly augmented"]
