@@ -72,6 +72,11 @@ class DigitsDataModule(InMemoryDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def class_names(self) -> list[str]:
+        """The kept digits, as recorded beside an exported model."""
+        return [str(c) for c in self.classes]
+
     def _split_positions(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The images of ``classes`` (indices into scikit-learn's 1,797 digits) and each
         split's sorted positions among them."""

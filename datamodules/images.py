@@ -197,6 +197,12 @@ class ImageDataModule(pl.LightningDataModule):
             )
         return len(next(iter(self.tasks.values())))
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The one label's class names once set up (None for several labels or numbers)."""
+        names = list(self.tasks.values())
+        return list(names[0]) if len(names) == 1 and names[0] is not None else None
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return

@@ -1,8 +1,9 @@
 """Fine-tuning: a pretrained model updated on new data by a method (``paradigm/method``).
 
 The base model comes from ``paradigms.models.source`` (the user's weights, the hub, or a cached
-source stage). Its head is kept when the label space is the same and replaced only when it
-differs. Which parameters learn, and when, is the method's (``paradigms.finetune.methods``);
+source stage). Its head is kept when the label space is the same (the head's shape, and the
+class names recorded with an exported model; by shape alone where the names are unknown) and
+replaced only when it differs. Which parameters learn, and when, is the method's (``paradigms.finetune.methods``);
 their learning rates come per block group (``paradigms.finetune.lr_groups``).
 """
 
@@ -21,6 +22,8 @@ from paradigms.models.backbone import (
     architecture,
     count_parameters,
     create_pretrained,
+    data_class_names,
+    recorded_class_names,
 )
 from paradigms.models.classifier import SELECTED, ClassificationModule, reported_metrics
 from paradigms.models.recipe import SupervisedRecipe
@@ -111,10 +114,13 @@ class Finetune:
         weights = base_weights(context, "finetune", self.baseline)
         datamodule = context.datamodule()
         datamodule.setup("fit")
-        classes = datamodule.num_classes
-        model, head_kept = create_pretrained({**context.backbone, "weights": weights}, classes)
+        classes, names = datamodule.num_classes, data_class_names(datamodule)
+        spec = {**context.backbone, "weights": weights}
+        model, head_kept = create_pretrained(spec, classes, names)
         total = count_parameters(model)[1]
-        rows, metrics, notes = [], {}, []
+        note = head_note(weights, classes, names, head_kept)
+        rows, metrics, notes = [], {}, [note] if note else []
+        meta = {"backbone": spec, "num_classes": classes, "class_names": names}
         if head_kept:
             plain = ClassificationModule(
                 model, classes, self.optimizer, self.scheduler, self.label_smoothing, self.top_k
@@ -124,11 +130,6 @@ class Finetune:
             )
             rows.append(Row("source (before fine-tuning)", source, 0, total))
             metrics.update({f"source/{k}": v for k, v in source.items()})
-        else:
-            notes.append(
-                f"the base model's head does not fit the data's {classes} classes: "
-                "a new head was initialised"
-            )
 
         def train_stage(
             prepared: PreparedModel, lr: float, stage: str, title: str, **overrides: Any
@@ -136,10 +137,12 @@ class Finetune:
             """A method's own stage in ``<run dir>/<stage>``; returns the model it exported."""
             stage_dir = context.run_dir / stage
             module = self.module(prepared, classes, lr, f"{self.method.name} {stage}: {title}")
-            tested = context.stages.fit_and_test(module, datamodule, stage_dir, **overrides)
+            tested = context.stages.fit_and_test(
+                module, datamodule, stage_dir, meta=meta, **overrides
+            )
             rows.append(Row(title, tested, count_parameters(prepared.model)[0], total))
             metrics.update({f"{stage}/{k}": v for k, v in tested.items()})
-            return create_pretrained({**context.backbone, "weights": str(stage_dir)}, classes)[0]
+            return create_pretrained({**spec, "weights": str(stage_dir)}, classes, names)[0]
 
         model = self.method.warm_up(model, self.bn_mode, train_stage)
         prepared = self.method.prepare(model, self.bn_mode)
@@ -147,7 +150,7 @@ class Finetune:
         lr = self.method.lr or self.optimizer["lr"]
         module = self.module(prepared, classes, lr, f"finetune: {self.method.name}")
         tuned = context.stages.fit_and_test(
-            module, datamodule, context.run_dir, export=prepared.export
+            module, datamodule, context.run_dir, meta=meta, export=prepared.export
         )
         rows.append(Row(f"finetune ({self.method.name})", tuned, trainable, total))
         metrics.update(tuned)
@@ -156,3 +159,22 @@ class Finetune:
             rows.append(row)
             metrics.update({f"scratch/{k}": v for k, v in row.metrics.items()})
         return Result(metrics, rows, notes)
+
+
+def head_note(weights: str, classes: int, names: list[str] | None, head_kept: bool) -> str | None:
+    """Why the base model's head was replaced, or kept on its shape alone (None: kept, its
+    class names the data's)."""
+    recorded = recorded_class_names(weights)
+    if head_kept:
+        if recorded is not None and names is not None:
+            return None
+        return (
+            f"the base model's class names are unknown ({weights}): its head was kept because "
+            f"it has the data's {classes} outputs"
+        )
+    if recorded is not None and names is not None and recorded != names:
+        return (
+            f"the base model's classes {recorded} are not the data's {names}: "
+            "a new head was initialised"
+        )
+    return f"the base model's head does not fit the data's {classes} classes: a new head was initialised"

@@ -3,8 +3,11 @@
 A backbone spec names any timm model and a weight source: ``none`` (random init), ``timm``
 (the hub; opt-in, needs a network), or a path: a ``.safetensors`` / ``.pth`` file, a
 Lightning ``.ckpt`` of an earlier run of this tool, or that run's directory (its exported
-``model.safetensors``). A file whose classifier fits the label space keeps its head;
-otherwise the head is re-initialised, which is the only case where it is replaced.
+``model.safetensors``). A file keeps its head when its classifier fits the label space and
+its classes are the data's: an export records its class names (``model.json``), and the head
+of classes 0-4 is not kept for classes 5-9. Where the names are unknown (a plain weights file,
+timm's hub) a head that fits by shape is kept. Otherwise the head is re-initialised, which is
+the only case where it is replaced.
 """
 
 from __future__ import annotations
@@ -73,8 +76,11 @@ def create_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
     return create_pretrained(spec, num_classes)[0]
 
 
-def create_pretrained(spec: dict[str, Any], num_classes: int) -> tuple[nn.Module, bool]:
-    """The model, and whether its head came from the weights (the label space matched)."""
+def create_pretrained(
+    spec: dict[str, Any], num_classes: int, class_names: list[str] | None = None
+) -> tuple[nn.Module, bool]:
+    """The model, and whether its head came from the weights (the label space matched: the
+    shape, and ``class_names`` where both they and the weights' are known)."""
     weights = spec.get("weights") or "none"
     try:
         model = architecture(
@@ -100,7 +106,22 @@ def create_pretrained(spec: dict[str, Any], num_classes: int) -> tuple[nn.Module
     path = resolve_weights_file(weights)
     if path is None:
         return model, False
-    return model, load_weights(model, path, spec.get("trust_pickle", False))
+    return model, load_weights(model, path, spec.get("trust_pickle", False), class_names)
+
+
+def data_class_names(datamodule: Any) -> list[str] | None:
+    """The class names of a single-label datamodule, or None where it does not say."""
+    return getattr(datamodule, "class_names", None)
+
+
+def recorded_class_names(weights: str | None) -> list[str] | None:
+    """The class names an export of this tool recorded beside its weights (``model.json``);
+    None for other files, ``timm`` or ``none``."""
+    path = resolve_weights_file(weights)
+    meta = path.with_name(EXPORT_META) if path and path.name == EXPORT_WEIGHTS else None
+    if meta is None or not meta.is_file():
+        return None
+    return json.loads(meta.read_text()).get("class_names")
 
 
 def read_state_dict(path: Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -130,8 +151,14 @@ def classifier_keys(model: nn.Module) -> set[str]:
     return {k for k in model.state_dict() if any(k.startswith(n + ".") for n in names)}
 
 
-def load_weights(model: nn.Module, path: Path, trust_pickle: bool = False) -> bool:
-    """Loads ``path`` into ``model``; returns whether the file's head was kept."""
+def load_weights(
+    model: nn.Module,
+    path: Path,
+    trust_pickle: bool = False,
+    class_names: list[str] | None = None,
+) -> bool:
+    """Loads ``path`` into ``model``; returns whether the file's head was kept: it fits by
+    shape and, where the file's classes and ``class_names`` are both known, they are equal."""
     state = read_state_dict(path, trust_pickle)
     own = model.state_dict()
     first_conv = model.pretrained_cfg.get("first_conv")
@@ -141,7 +168,9 @@ def load_weights(model: nn.Module, path: Path, trust_pickle: bool = False) -> bo
             own[conv_key].shape[1], state[conv_key], state[conv_key].shape[1]
         )
     head = classifier_keys(model)
-    head_kept = all(k in state and state[k].shape == own[k].shape for k in head)
+    recorded = recorded_class_names(str(path))
+    same_classes = recorded is None or class_names is None or recorded == class_names
+    head_kept = same_classes and all(k in state and state[k].shape == own[k].shape for k in head)
     if not head_kept:
         state = {k: v for k, v in state.items() if k not in head}
     # FrozenBatchNorm2d (a frozen layer's export) keeps no num_batches_tracked: bookkeeping only

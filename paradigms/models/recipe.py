@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from paradigms.contract import Context, Row
-from paradigms.models.backbone import count_parameters, create_model
+from paradigms.models.backbone import count_parameters, create_model, data_class_names
 from paradigms.models.classifier import ClassificationModule
 from paradigms.runner.stage_cache import (
     cached_stage,
@@ -65,7 +65,12 @@ class SupervisedRecipe:
             self.label_smoothing,
             self.top_k,
         )
-        meta = {"backbone": spec, "num_classes": datamodule.num_classes, "data": data or {}}
+        meta = {
+            "backbone": spec,
+            "num_classes": datamodule.num_classes,
+            "class_names": data_class_names(datamodule),
+            "data": data or {},
+        }
         metrics = context.stages.fit_and_test(
             module, datamodule, stage_dir, meta=meta, **trainer_overrides
         )

@@ -37,6 +37,7 @@ def test_pre_split_folders_with_class_subset_and_few_shot(tmp_path: Path) -> Non
     dm = ImageFolderDataModule(root=str(split), classes=[3, "7"], train_per_class=4, **COMMON)
     dm.setup()
     assert dm.num_classes == 2 and dm.tasks == {"label": ["3", "7"]}
+    assert dm.class_names == ["3", "7"]  # recorded with an exported model
     assert len(dm.splits["train"]) == 8, "four training images of each kept class"
     assert len(dm.splits["val"]) > 0, "val is carved out of train"
     test = dm.splits["test"]

@@ -108,8 +108,8 @@ def test_lr_table_is_what_the_optimizer_holds_after_the_schedule_steps(base_file
     lr = OPTIMIZER["lr"]
     rows = {name: row_lr for name, _, _, row_lr in lr_table(prepared.model, module.param_groups)}
     assert rows["head"] == pytest.approx(10 * lr)
-    assert rows["block-1"] == pytest.approx(0.5 * lr)
-    assert rows["block-2"] == pytest.approx(0.25 * lr)
+    assert rows["layer4.0"] == pytest.approx(0.5 * lr)
+    assert rows["layer3.0"] == pytest.approx(0.25 * lr)
     trainer = _trainer(1)
     trainer.fit(module, datamodule=_digits())
     groups = trainer.optimizers[0].param_groups

@@ -1,4 +1,5 @@
-"""timm models and weight sources: files keep or replace the head, unsafe pickles are refused."""
+"""timm models and weight sources: files keep or replace the head (by shape, and by the class
+names an export records), unsafe pickles are refused."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from paradigms.models.backbone import check_model_name, create_pretrained
+from datamodules.digits import DigitsDataModule
+from paradigms.models.backbone import check_model_name, create_pretrained, export_model
 from paradigms.runner.errors import ConfigError
 
 SPEC = {"name": "test_resnet", "in_chans": 3}
@@ -48,6 +50,39 @@ def test_other_label_space_replaces_only_the_head(tmp_path: Path) -> None:
     assert not head_kept
     assert model.get_classifier().out_features == 5
     assert torch.equal(model.state_dict()["conv1.0.weight"], saved.state_dict()["conv1.0.weight"])
+
+
+def _exported(tmp_path: Path, class_names: list[str]) -> tuple[Path, torch.nn.Module]:
+    """A run directory holding a test_resnet exported as this tool does, with its classes."""
+    model = timm.create_model("test_resnet", num_classes=len(class_names))
+    meta = {"num_classes": len(class_names), "class_names": class_names}
+    export_model(model, tmp_path / "run", meta)
+    return tmp_path / "run", model
+
+
+def test_an_export_for_other_classes_of_the_same_count_gets_a_new_head(tmp_path: Path) -> None:
+    source = DigitsDataModule(classes=[0, 1, 2, 3, 4])
+    target = DigitsDataModule(classes=[5, 6, 7, 8, 9])
+    run_dir, saved = _exported(tmp_path, source.class_names)
+    spec = {**SPEC, "weights": str(run_dir)}
+    model, head_kept = create_pretrained(spec, 5, target.class_names)
+    assert not head_kept
+    assert not torch.equal(model.get_classifier().weight, saved.get_classifier().weight)
+    assert torch.equal(model.state_dict()["conv1.0.weight"], saved.state_dict()["conv1.0.weight"])
+    model, head_kept = create_pretrained(spec, 5, ["0", "1", "2", "3", "4"])
+    assert head_kept
+    assert torch.equal(model.get_classifier().weight, saved.get_classifier().weight)
+
+
+def test_unknown_class_names_keep_a_head_that_fits_by_shape(tmp_path: Path) -> None:
+    path, saved = _saved(tmp_path, 5)  # a plain weights file records no classes
+    model, head_kept = create_pretrained(
+        {**SPEC, "weights": str(path)}, 5, ["5", "6", "7", "8", "9"]
+    )
+    assert head_kept
+    assert torch.equal(model.get_classifier().weight, saved.get_classifier().weight)
+    run_dir, _ = _exported(tmp_path, ["0", "1", "2", "3", "4"])
+    assert create_pretrained({**SPEC, "weights": str(run_dir)}, 5)[1]  # the data's unknown
 
 
 def test_first_conv_is_adapted_to_other_input_channels(tmp_path: Path) -> None:
