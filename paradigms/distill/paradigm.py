@@ -32,6 +32,7 @@ from paradigms.models.backbone import (
     count_parameters,
     create_model,
     create_pretrained,
+    data_class_names,
     load_weights,
 )
 from paradigms.models.classifier import SELECTED, ClassificationModule, reported_metrics
@@ -131,7 +132,7 @@ class Distill:
         self.check_cache(datamodule)
         datamodule.setup("fit")
         classes = datamodule.num_classes
-        teacher, teacher_params = self.build_teacher(context, classes)
+        teacher, teacher_params = self.build_teacher(context, classes, data_class_names(datamodule))
         # the student's initialisation must not depend on whether the teacher came from the cache
         pl.seed_everything(context.seed, workers=True, verbose=False)
         student = create_model(context.backbone, classes)
@@ -194,8 +195,11 @@ class Distill:
                 "or train without random augmentation (e.g. data.translate=0)",
             )
 
-    def build_teacher(self, context: Context, num_classes: int) -> tuple[Teacher, int]:
-        """The frozen teacher behind its input bridge, trained first when it has no weights."""
+    def build_teacher(
+        self, context: Context, num_classes: int, class_names: list[str] | None = None
+    ) -> tuple[Teacher, int]:
+        """The frozen teacher behind its input bridge, trained first when it has no weights; its
+        head must fit the data's classes (their names, where both sides record them)."""
         spec = self.teacher
         if spec.get("in_chans", 3) != context.backbone.get("in_chans", 3):
             raise ConfigError(
@@ -215,12 +219,14 @@ class Distill:
                 self.baseline,
                 f"{KEY}.teacher_source.data",
             )
-            model, head_kept = create_pretrained({**spec, "weights": weights}, num_classes)
+            model, head_kept = create_pretrained(
+                {**spec, "weights": weights}, num_classes, class_names
+            )
         if not head_kept:
             raise ConfigError(
                 f"{KEY}.weights",
                 spec.get("weights"),
-                f"the teacher's head does not fit the {num_classes} classes of this data",
+                f"the teacher's head does not fit the {num_classes} classes of this data (or their names)",
                 "give a teacher trained on this label space, or leave weights null to train one",
             )
         bridge = TeacherInput(mean, std, teacher_mean, teacher_std, size)
