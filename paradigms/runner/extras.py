@@ -71,7 +71,7 @@ PARTS = (
         "slurm",
     ),
     Part(("paradigm/privacy",), "paradigm.privacy", targets("privacy.ClientDP"), "opacus", "dp"),
-    Part(("paradigm.strategy",), "paradigm.strategy", lambda v: v == "lora", "peft", "lora"),
+    Part(("paradigm/method",), "paradigm.method", targets("methods.Lora"), "peft", "lora"),
     Part(("data",), "data", targets("datamodules.hf."), "datasets", "hf"),
 )
 

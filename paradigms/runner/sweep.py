@@ -24,6 +24,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from paradigms.runner.errors import ConfigError, reported
+from paradigms.runner.extras import check_extras
 from paradigms.runner.preflight import preflight
 from paradigms.runner.run_dirs import register_resolvers
 from paradigms.runner.slurm import check_request
@@ -121,6 +122,8 @@ class SweepCallback(Callback):
         self._started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with reported(Path(config.hydra.sweep.dir), fresh=False, debug=config.debug):
+            check_extras(config)  # a launcher whose extra is missing cannot even warm up
         warm_up_launcher(config)
         check_before_sweep(config)
         warning = test_metric_warning(config.optimized_metric)

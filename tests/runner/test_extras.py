@@ -61,8 +61,8 @@ def cli_without(modules: list[str], *arguments: str, tmp_path: Path) -> subproce
             "hparams_search='scratch_optuna': needs the optional extra hpo",
         ),
         (
-            ["seed=0,1", "hydra/launcher=parallel", "-m"],
-            "hydra/launcher='parallel': needs the optional extra parallel",
+            ["seed=0,1", "hydra/launcher=joblib", "-m"],
+            "hydra/launcher='joblib': needs the optional extra parallel",
         ),
         (
             ["seed=0,1", "hydra/launcher=slurm_local", "-m"],
@@ -72,7 +72,7 @@ def cli_without(modules: list[str], *arguments: str, tmp_path: Path) -> subproce
             ["paradigm=federated", "paradigm/privacy=dp"],
             "paradigm/privacy='dp': needs the optional extra dp",
         ),
-        (["paradigm.strategy=lora"], "paradigm.strategy='lora': needs the optional extra lora"),
+        (["paradigm/method=lora"], "paradigm/method='lora': needs the optional extra lora"),
         (["data=hf", "data.path=x"], "data='hf': needs the optional extra hf"),
     ],
 )
