@@ -280,5 +280,5 @@ class Federated:
             )
         if self.secure:
             notes.append("secure aggregation: the server handled masked updates only")
-        test = {k: v for k, v in metrics.items() if k.startswith("test/")}
-        return Result(metrics, [Row(name, test, trainable, total)], notes)
+        shown = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+        return Result(metrics, [Row(name, shown, trainable, total)], notes)
