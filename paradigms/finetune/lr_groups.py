@@ -13,6 +13,8 @@ only timm's schedulers read. Each group also carries the coarse ``depth`` of
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from typing import Any
 
@@ -126,10 +128,13 @@ def lr_table(
     return table
 
 
-def print_lr_table(title: str, rows: list[tuple[str, int, str, float]]) -> None:
+def log_lr_table(title: str, rows: list[tuple[str, int, str, float]]) -> None:
+    """Writes the table to the run's cli.log (the console shows it with ``verbose=true``)."""
     table = Table(title=title)
     for column in ("layer", "#params", "trainable", "lr"):
         table.add_column(column, justify="left" if column == "layer" else "right")
     for name, count, state, lr in rows:
         table.add_row(name, f"{count:,}", state, f"{lr:.3g}")
-    Console().print(table)
+    text = io.StringIO()
+    Console(file=text, width=100).print(table)
+    logging.getLogger(__name__).info("learning rates per layer\n%s", text.getvalue())

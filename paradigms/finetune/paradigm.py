@@ -15,7 +15,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from paradigms.contract import Context, Needs, Result, Row, check_compare
-from paradigms.finetune.lr_groups import lr_table, param_groups, print_lr_table
+from paradigms.finetune.lr_groups import log_lr_table, lr_table, param_groups
 from paradigms.finetune.methods import Full, Method, PreparedModel
 from paradigms.finetune.module import FinetuneModule
 from paradigms.models.backbone import (
@@ -94,7 +94,7 @@ class Finetune:
         )
         if rank_zero_only.rank == 0:
             rows = lr_table(prepared.timm_model, groups, prepared.unfreeze_every)
-            print_lr_table(title, rows)
+            log_lr_table(title, rows)
         return FinetuneModule(
             prepared.model,
             num_classes,

@@ -185,14 +185,19 @@ def selected_validation(
 ) -> dict[str, float]:
     """The ``val/*`` metrics of the checkpoint selection kept (``best``; the module as it is
     when there is none): the same validation pass, on the same weights, that selection saw.
-    Not logged again, so the stage's curves keep one point per epoch."""
+    Not logged again, so the stage's curves keep one point per epoch, nor shown."""
     loggers, trainer.loggers = trainer.loggers, []
+    bar = trainer.progress_bar_callback
+    if bar is not None:
+        bar.disable()
     try:
         results = trainer.validate(
             module, datamodule=datamodule, ckpt_path=best or None, verbose=False
         )
     finally:
         trainer.loggers = loggers
+        if bar is not None:
+            bar.enable()
     return as_floats(results)
 
 
