@@ -89,14 +89,11 @@ def forked_cli(
         pid = json.loads(zygote.stdout.readline())["pid"]
         deadline, signalled = time.monotonic() + timeout, False
         while not select.select([zygote.stdout], [], [], 0.05)[0]:
-            if ready is not None and not signalled and ready():
-                kill(pid, sig)
+            due = time.monotonic() > deadline
+            if ready is not None and not signalled and (due or ready()):
+                kill(pid, sig)  # past the timeout too: the caller asked for an interrupted run
                 signalled, deadline = True, time.monotonic() + 120
-            if time.monotonic() > deadline:
-                if ready is not None and not signalled:
-                    kill(pid, sig)
-                    signalled, deadline = True, time.monotonic() + 120
-                    continue
+            elif due:
                 kill(pid, signal.SIGKILL)
                 zygote.stdout.readline()
                 raise subprocess.TimeoutExpired(command, timeout)

@@ -27,7 +27,6 @@ from paradigms.federated.report import (
     RoundLoggers,
     label_counts,
     plot_accuracy,
-    plot_partition,
     print_partition,
 )
 from paradigms.federated.secure import SecureAggregation
@@ -43,6 +42,7 @@ from paradigms.models.backbone import count_parameters, create_model, export_mod
 from paradigms.models.classifier import reported_metrics
 from paradigms.models.optim import build_optimizer
 from paradigms.runner.errors import ConfigError
+from paradigms.runner.plots import client_label_distribution
 
 PARTITION_SEED = 7_919  # offsets the partition's stream from the rounds' streams
 
@@ -188,7 +188,7 @@ class Federated:
             counts = label_counts([c[1].cpu() for c in clients], datamodule.num_classes)
             name = type(self.partition).__name__
             print_partition(counts, f"{name} partition over {self.num_clients} clients", console)
-            plot_partition(counts, context.run_dir / "label_distribution.png")
+            client_label_distribution(counts.tolist(), context.run_dir / "label_distribution.png")
         val, test = (
             tuple(t.to(device) for t in datamodule.splits[s].tensors) for s in ("val", "test")
         )

@@ -36,22 +36,6 @@ def print_partition(counts: torch.Tensor, title: str, console: Console) -> None:
     console.print(table)
 
 
-def plot_partition(counts: torch.Tensor, path: Path) -> None:
-    """A stacked bar per client: how many samples of each class it holds."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(counts)), 4))
-    bottom = torch.zeros(len(counts))
-    colors = plt.get_cmap("tab10")
-    for c in range(counts.shape[1]):
-        ax.bar(range(len(counts)), counts[:, c], bottom=bottom, color=colors(c % 10), label=str(c))
-        bottom += counts[:, c]
-    ax.set(xlabel="client", ylabel="samples", title="label distribution per client")
-    ax.set_xticks(range(len(counts)))
-    ax.legend(title="class", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     """Global validation accuracy (and the clients' mean/worst holdout accuracy) per round."""
     fig, ax = plt.subplots(figsize=(6, 4))

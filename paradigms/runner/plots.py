@@ -12,8 +12,6 @@ paradigm gets plots by writing the usual files (no code of its own needed):
   ``weight/<task>``), ``<stage>/task_metrics.png``;
 - ``<stage>/confusion_matrix.json`` -> ``<stage>/confusion_matrix.png`` (normalized by true
   class) and ``<stage>/per_class_accuracy.png``;
-- ``<stage>/client_labels.json`` (``{"counts": [[per class] per client], "classes": [...]}``)
-  -> ``<stage>/client_labels.png``;
 - the result's rows (model vs baselines) -> ``comparison.png`` in the run directory.
 """
 
@@ -38,7 +36,6 @@ from paradigms.runner.stages import CONFUSION
 
 METRICS = "metrics.csv"
 
-CLIENT_LABELS = "client_labels.json"
 # Folders of a run that hold no stage (logger and checkpoint files).
 NOT_STAGES = {"checkpoints", "tensorboard", "wandb", ".hydra"}
 TASK_METRIC = r"^val/(?P<task>[^/]+)/(?P<metric>acc|loss)$"
@@ -239,7 +236,8 @@ def has_task_columns(rows: Sequence[Mapping[str, float]]) -> bool:
 def client_label_distribution(
     counts: Sequence[Sequence[float]], path: Path, classes: Sequence[str] | None = None
 ) -> Path:
-    """Federated: how many examples of each class every client holds (stacked bars)."""
+    """Federated: how many examples of each class every client holds (stacked bars; the
+    federated paradigm draws its partition with it)."""
     table = np.asarray(counts, dtype=float)
     labels = [str(c) for c in (classes or range(table.shape[1]))]
     figure = Figure(figsize=(max(4.0, 0.35 * len(table) + 2.5), 3.8))
@@ -257,7 +255,7 @@ def client_label_distribution(
 
 def _stage_dirs(run_dir: Path) -> list[Path]:
     found = {run_dir}
-    for name in (METRICS, CONFUSION, CLIENT_LABELS):
+    for name in (METRICS, CONFUSION):
         for file in run_dir.rglob(name):
             if not NOT_STAGES & set(file.relative_to(run_dir).parts):
                 found.add(file.parent)
@@ -277,13 +275,6 @@ def plot_stage(stage_dir: Path, title: str = "") -> list[Path]:
         matrix = json.loads((stage_dir / CONFUSION).read_text())
         made.append(confusion_matrix(matrix, stage_dir / "confusion_matrix.png", title=title))
         made.append(per_class_accuracy(matrix, stage_dir / "per_class_accuracy.png", title=title))
-    if (stage_dir / CLIENT_LABELS).is_file():
-        spec = json.loads((stage_dir / CLIENT_LABELS).read_text())
-        made.append(
-            client_label_distribution(
-                spec["counts"], stage_dir / "client_labels.png", spec.get("classes")
-            )
-        )
     return [path for path in made if path is not None]
 
 
