@@ -73,7 +73,9 @@ class CsvDataModule(ImageDataModule):
             labels, tasks[column] = encode([row[column] for row in rows])
             columns.append(labels)
         labels = columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
-        everything = Labelled(Files(paths), labels)
+        others = [c for c in rows[0] if c != self.path_column]
+        columns = {c: np.array([row[c] for row in rows]) for c in others}
+        everything = Labelled(Files(paths), labels, columns=columns)
         if self.split_column is None:
             return {"all": everything}, tasks
         names = np.array([row[self.split_column] for row in rows])

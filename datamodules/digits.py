@@ -123,16 +123,15 @@ class DigitsDataModule(InMemoryDataModule):
         x = (x - self.mean) / self.std
         return x.expand(-1, self.in_chans, -1, -1).contiguous()
 
-    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+    def augment_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Random translation of a whole training batch at once, on its device."""
-        if not self.translate or self.trainer is None or not self.trainer.training:
-            return batch
-        x = batch[0]
+        if not self.translate:
+            return x
         theta = torch.zeros(len(x), 2, 3, device=x.device, dtype=x.dtype)
         theta[:, 0, 0] = theta[:, 1, 1] = 1.0
         theta[:, :, 2] = (torch.rand(len(x), 2, device=x.device) * 2 - 1) * 2 * self.translate
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return (F.grid_sample(x, grid, padding_mode="border", align_corners=False), *batch[1:])
+        return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 def apply_shift(x: torch.Tensor, shift: dict, seed: int) -> torch.Tensor:

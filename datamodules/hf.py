@@ -78,7 +78,9 @@ class HFDataModule(ImageDataModule):
                 labels = np.array([IGNORE if v is None or v < 0 else v for v in values])
             else:
                 labels, names = label_index(values, names)
-            found[key] = Labelled(Rows(dataset, self.image_column, key), labels)
+            others = [c for c in dataset.column_names if c != self.image_column]
+            columns = {c: np.array(dataset[c]) for c in others}
+            found[key] = Labelled(Rows(dataset, self.image_column, key), labels, columns=columns)
         return found, {self.label_column: names}
 
     def _load(self) -> dict[str, Any]:

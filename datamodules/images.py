@@ -22,7 +22,7 @@ floats for a multi-task table, missing as ``datamodules.labels`` says; a batch i
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,11 +63,14 @@ class Files:
 @dataclass
 class Labelled:
     """Some images of a source (``load(i)``/``name(i)``, picklable for loader workers) and
-    their labels: [N] or [N, tasks], class indices (int) or multi-task labels (float)."""
+    their labels: [N] or [N, tasks], class indices (int) or multi-task labels (float), and
+    the source's other columns by name (a CSV's or a dataset's: what a natural federated
+    partition groups by)."""
 
     source: Any
     labels: np.ndarray
     index: np.ndarray | None = None
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -80,7 +83,8 @@ class Labelled:
         return self.source.name(int(self.index[i]))
 
     def subset(self, keep: np.ndarray) -> Labelled:
-        return Labelled(self.source, self.labels[keep], self.index[keep])
+        columns = {name: values[keep] for name, values in self.columns.items()}
+        return Labelled(self.source, self.labels[keep], self.index[keep], columns)
 
 
 class ImageSamples(Dataset):
@@ -179,6 +183,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.seed = seed
         self.tasks: dict[str, list[str] | None] = {}
         self.splits: dict[str, ImageSamples | TensorBatches] = {}
+        self.train_columns: dict[str, np.ndarray] = {}  # the training split's other columns
+        self.evaluation_transform: Transform | None = None
 
     def read(self) -> tuple[dict[str, Labelled], dict[str, list[str] | None]]:
         """The source's images, as ``{"all": ...}`` or some of train/val/test, and its tasks:
@@ -210,12 +216,16 @@ class ImageDataModule(pl.LightningDataModule):
         training, evaluation = build_transforms(
             self.backbone, self.image_size, self.in_chans, self.transform, self.augment
         )
-        mode = MODES[self.in_chans]
+        self.evaluation_transform, self.train_columns = evaluation, found["train"].columns
         for name in SPLITS:
             transform = training if name == "train" and not self.in_memory else evaluation
-            self.splits[name] = ImageSamples(found[name], transform, mode, self.skip_bad_files)
+            self.splits[name] = self.samples(found[name], transform)
         if self.in_memory:
-            self.splits = {name: self._decode(samples) for name, samples in self.splits.items()}
+            self.splits = {name: self.decode(samples) for name, samples in self.splits.items()}
+
+    def samples(self, images: Labelled, transform: Transform) -> ImageSamples:
+        """``images`` read through ``transform``, as this datamodule reads any split."""
+        return ImageSamples(images, transform, MODES[self.in_chans], self.skip_bad_files)
 
     def _labelled(self) -> dict[str, Labelled]:
         """The images of each split, before any decoding (sets ``tasks``)."""
@@ -236,7 +246,7 @@ class ImageDataModule(pl.LightningDataModule):
             name: [found[name].name(i) for i in range(len(found[name].labels))] for name in SPLITS
         }
 
-    def _decode(self, samples: ImageSamples) -> TensorBatches:
+    def decode(self, samples: ImageSamples) -> TensorBatches:
         """Every image of ``samples`` transformed once, with its labels, as tensors."""
         workers = {**self.loader, "persistent_workers": False}
         loader = sample_loader(samples, self.eval_batch_size, False, self.seed, workers=workers)
@@ -265,7 +275,9 @@ class ImageDataModule(pl.LightningDataModule):
         out = {}
         for split, images in found.items():
             subset = images.subset(np.flatnonzero(mapping[images.labels] >= 0))
-            out[split] = Labelled(subset.source, mapping[subset.labels], subset.index)
+            out[split] = Labelled(
+                subset.source, mapping[subset.labels], subset.index, subset.columns
+            )
         return out
 
     def _split(self, found: dict[str, Labelled]) -> dict[str, Labelled]:

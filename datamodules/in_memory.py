@@ -11,6 +11,7 @@ each split to the trainer's device, and the flags paradigms ask of their data
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from datamodules.loading import TensorBatches, split_loader
@@ -43,6 +44,17 @@ class InMemoryDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.build()
+
+    def augment_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch of images as training sees it (random augmentation, on the
+        batch's device, from torch's global generator); the identity unless a subclass
+        augments. Federated clients read their batches through it too."""
+        return x
+
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        return (self.augment_batch(batch[0]), *batch[1:])
 
     def train_dataloader(self) -> DataLoader:
         return split_loader(self, "train", shuffle=True)

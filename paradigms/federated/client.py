@@ -3,7 +3,8 @@
 The model's parameters, gradients and floating-point buffers are views into three flat
 vectors, so loading the global model is one ``copy_``, a client's update is one subtraction
 and a gradient correction (FedProx, SCAFFOLD) is one ``add_``: no state dicts, no pickling,
-no Trainer per client. The loop is a plain PyTorch step over in-memory tensors.
+no Trainer per client. The loop is a plain PyTorch step over batches that the federation's
+reader (``data.py``) makes of the client's sample indices.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from paradigms.federated.data import Reader
 from paradigms.federated.strategies import Strategy
 
 
@@ -70,8 +72,9 @@ def _views(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor
 class LocalWork:
     """What one client does in a round."""
 
-    x: torch.Tensor
-    y: torch.Tensor
+    read: Reader  # (sample indices, their labels) -> the batch as training sees it
+    index: torch.Tensor  # the client's samples, indices into the training set
+    y: torch.Tensor  # their labels (a malicious client's as its attack makes them)
     steps: int  # optimizer steps (a straggler does fewer)
     batch_size: int
     generator: torch.Generator  # keyed by (seed, round, client): batch order and dropout
@@ -95,15 +98,16 @@ def train_locally(
     total, seen = torch.zeros((), device=flat.params.device), 0
     for index in _batches(len(work.y), work.batch_size, work.steps, work.generator):
         flat.grads.zero_()
+        x, y = work.read(work.index[index], work.y[index])
         with autocast():
-            loss = F.cross_entropy(flat.model(work.x[index]), work.y[index])
+            loss = F.cross_entropy(flat.model(x), y)
         loss.backward()
         extra = strategy.correction(flat.params, global_params, variate)
         if extra is not None:
             flat.grads.add_(extra)
         optimizer.step()
-        total += loss.detach().float() * len(index)
-        seen += len(index)
+        total += loss.detach().float() * len(y)
+        seen += len(y)
     return float(total) / max(seen, 1)
 
 

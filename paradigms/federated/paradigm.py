@@ -3,8 +3,10 @@ over communication rounds (McMahan et al. 2017, "Communication-efficient learnin
 networks from decentralized data"), evaluated on the server's validation set after every
 round; the round with the best validation accuracy is tested once at the end.
 
-Clients are not processes: their data stays in memory as tensors and one model object is
-reused (see ``client.py``). The rounds run on Lightning Fabric, built from the run's
+Clients are not processes: each holds the indices of its samples in the training set, read
+through the datamodule (``data.py``: tensors in memory with the datamodule's batch
+augmentation, or files through its training transform), and one model object is reused (see
+``client.py``). The rounds run on Lightning Fabric, built from the run's
 ``trainer`` config (``processes.py``): the clients of a round are spread over its processes
 (``trainer.devices`` x ``trainer.num_nodes``), on its device, under its precision.
 """
@@ -16,9 +18,10 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from paradigms.contract import Because, Context, Needs, Result, Row
+from paradigms.contract import Context, Needs, Result, Row
 from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel
+from paradigms.federated.data import training_labels, training_set
 from paradigms.federated.partition import Partitioner
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.processes import TRAINER_NEEDS, build_fabric, check_processes
@@ -62,21 +65,14 @@ class Federated:
     model (and ``privacy/epsilon`` under DP); logs a step per round to the run's loggers
     (metrics.csv among them), writes accuracy.png, label_distribution.png,
     checkpoints/last_round.pt and model.safetensors (the selected round's model); the summary
-    names the selected round and the malicious clients. Needs the data in memory as tensors.
-    Raises ConfigError for a partition that cannot be made, a strategy that cannot work with
+    names the selected round and the malicious clients. Takes any single-label datamodule.
+    Raises ConfigError for a partition that cannot be made (a missing or one-valued column), a strategy that cannot work with
     the clients sampled a round (or from sums alone, under DP or secure aggregation), more
     processes than clients a round, or a comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
-    needs = Needs(
-        tensors=Because(
-            "data",
-            "federated splits the training set over clients as tensors in memory",
-            "use data=digits (or another datamodule that holds its data in memory)",
-        ),
-        trainer=TRAINER_NEEDS,
-    )
+    needs = Needs(trainer=TRAINER_NEEDS)
 
     def __init__(
         self,
@@ -164,43 +160,56 @@ class Federated:
             )
 
     def run(self, context: Context) -> Result:
+        datamodule = context.datamodule()
+        datamodule.setup("fit")
+        parts = self.split(context, datamodule)
         self.check()
         check_processes(context.stages.trainer, self.per_round)
         fabric = build_fabric(context.stages.trainer)
-        return fabric.launch(self.simulate, context)
+        return fabric.launch(self.simulate, context, datamodule, parts)
 
-    def federation(self, context: Context, console: Console | None, device: Any) -> Federation:
-        """Every client's data (and holdout) on ``device``, the validation and test sets."""
-        datamodule = context.datamodule()
-        datamodule.setup("fit")
-        x, y = datamodule.splits["train"].tensors
+    def split(self, context: Context, datamodule: Any) -> list[torch.Tensor]:
+        """The clients' indices into the training set (the partition may decide how many
+        clients there are: one per value of a column)."""
+        labels = training_labels(datamodule)
         generator = torch.Generator().manual_seed(context.seed * 1_000_003 + PARTITION_SEED)
-        parts = self.partition(y, self.num_clients, generator)
+        columns = getattr(datamodule, "train_columns", {})
+        parts = self.partition(labels, self.num_clients, generator, columns)
+        self.num_clients = len(parts)
+        self.per_round = max(1, round(self.settings.fraction * self.num_clients))
+        return parts
+
+    def federation(
+        self, context: Context, datamodule: Any, parts: list[torch.Tensor], device: Any, console
+    ) -> Federation:
+        """Every client's indices and labels (and holdout) on ``device``, the validation and
+        test sets."""
+        data = training_set(datamodule, device)
+        generator = torch.Generator().manual_seed(context.seed * 1_000_003 + PARTITION_SEED + 1)
         clients, holdouts = [], {}
         for client, part in enumerate(parts):
             held = int(self.local_holdout * len(part))
             order = part[torch.randperm(len(part), generator=generator)]
             train, hold = order[held:].sort().values, order[:held].sort().values
-            clients.append((x[train].to(device), y[train].to(device)))
+            clients.append((train.to(device), data.labels[train].to(device)))
             if held:
-                holdouts[client] = (x[hold].to(device), y[hold].to(device))
+                holdouts[client] = data.evaluation(hold, data.labels[hold].to(device))
         if console is not None:
-            counts = label_counts([c[1].cpu() for c in clients], datamodule.num_classes)
+            counts = label_counts([y.cpu() for _, y in clients], datamodule.num_classes)
             name = type(self.partition).__name__
             print_partition(counts, f"{name} partition over {self.num_clients} clients", console)
             client_label_distribution(counts.tolist(), context.run_dir / "label_distribution.png")
-        val, test = (
-            tuple(t.to(device) for t in datamodule.splits[s].tensors) for s in ("val", "test")
-        )
         self.num_classes = datamodule.num_classes
-        return Federation(clients, holdouts, test, val)
+        return Federation(clients, data.train, holdouts, data.test, data.val)
 
-    def simulate(self, fabric: Any, context: Context) -> Result:
+    def simulate(
+        self, fabric: Any, context: Context, datamodule: Any, parts: list[torch.Tensor]
+    ) -> Result:
         """This process's share of the simulation; rank 0 reports and writes, every rank
         returns the metrics."""
         rank = fabric.global_rank
         console = Console() if rank == 0 else None
-        federation = self.federation(context, console, fabric.device)
+        federation = self.federation(context, datamodule, parts, fabric.device, console)
         fabric.seed_everything(context.seed)
         model = create_model(context.backbone, self.num_classes).to(fabric.device)
         flat = FlatModel(model)

@@ -8,6 +8,8 @@
   ``num_clients * shards_per_client`` shards, deal each client ``shards_per_client``.
 - ``QuantitySkew``: labels i.i.d., but client sizes follow a linear, exponential or
   log-normal profile (Li et al. 2022, "Federated learning on non-IID data silos").
+- ``ByColumn``: the natural partition of LEAF-style data (Caldas et al. 2018): one client per
+  value of a column of the training data (a CSV's or a dataset's, e.g. the writer of FEMNIST).
 
 Every partitioner draws from the ``torch.Generator`` it is given, so a seed fixes the split.
 """
@@ -28,9 +30,14 @@ class Partitioner:
     key = "paradigm.partition"
 
     def __call__(
-        self, labels: torch.Tensor, num_clients: int, generator: torch.Generator
+        self,
+        labels: torch.Tensor,
+        num_clients: int,
+        generator: torch.Generator,
+        columns: dict[str, np.ndarray] | None = None,
     ) -> list[torch.Tensor]:
-        """Sorted, disjoint, non-empty index tensors, one per client."""
+        """Sorted, disjoint, non-empty index tensors, one per client (``columns``: the
+        training data's other columns, for a partition that groups by one)."""
         if num_clients > len(labels):
             raise ConfigError(
                 "paradigm.num_clients",
@@ -145,3 +152,33 @@ class QuantitySkew(Partitioner):
         sizes[sizes.argmax()] += len(labels) - sizes.sum()
         order = torch.randperm(len(labels), generator=generator)
         return list(order.split(sizes.tolist()))
+
+
+class ByColumn(Partitioner):
+    """One client per value of ``column`` (``paradigm.num_clients`` is not used: the data
+    says how many clients there are), in sorted order of the values."""
+
+    key = "paradigm.partition.column"
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def __call__(self, labels, num_clients, generator, columns=None):
+        columns = columns or {}
+        if self.column not in columns:
+            raise ConfigError(
+                self.key,
+                self.column,
+                "the training data has no such column",
+                f"use one of {sorted(columns)}" if columns else "give data=csv (or hf) with it",
+            )
+        values = columns[self.column]
+        kinds = np.unique(values)
+        if len(kinds) < 2:
+            raise ConfigError(
+                self.key,
+                self.column,
+                f"holds one value ({kinds[0]!r}): one client is not a federation",
+                "partition by a column with a value per client (e.g. the writer)",
+            )
+        return [torch.from_numpy(np.flatnonzero(values == kind)) for kind in kinds]

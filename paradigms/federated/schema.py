@@ -10,7 +10,7 @@ from typing import Any
 
 from paradigms.models.schema import Optimizer
 from paradigms.runner.errors import ConfigError
-from paradigms.runner.validation import Schema, flag, join, number, one_of, optional, whole
+from paradigms.runner.validation import Schema, flag, join, number, one_of, optional, text, whole
 
 
 class Federated(Schema):
@@ -101,6 +101,12 @@ class QuantitySkew(Schema):
     profile = one_of("linear", "exponential", "lognormal")
     spread = number(1, example=10.0)
     sigma = number(0, example=1.0)
+
+
+class ByColumn(Schema):
+    """``conf/paradigm/partition/by_column.yaml``."""
+
+    column = text(example="writer")
 
 
 class Attack(Schema):

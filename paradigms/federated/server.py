@@ -33,6 +33,7 @@ import torch
 
 from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel, LocalWork, batches_per_epoch, evaluate
+from paradigms.federated.data import Reader
 from paradigms.federated.engine import LoopEngine
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.processes import assign
@@ -76,10 +77,12 @@ class SimulationSettings:
 
 @dataclass
 class Federation:
-    """The clients' data (in memory, on the training device), each client's holdout (if any)
+    """Each client's sample indices and labels (on the training device), the reader that
+    makes training batches of them (``data.py``), each client's holdout (if any, as tensors)
     and the server's validation and test sets."""
 
-    clients: list[tuple[torch.Tensor, torch.Tensor]]
+    clients: list[tuple[torch.Tensor, torch.Tensor]]  # (indices into the training set, labels)
+    read: Reader
     holdouts: dict[int, tuple[torch.Tensor, torch.Tensor]]  # by client; empty: none
     test: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor] | None = None  # None: the rounds are not evaluated
@@ -154,7 +157,7 @@ class Simulation:
         dropout = stream(self.seed, round_, client, CLIENT_DROPOUT)
         if torch.rand((), generator=dropout) < self.settings.client_dropout:
             return None
-        x, y = self.federation.clients[client]
+        index, y = self.federation.clients[client]
         if client in self.malicious:
             y = self.attack.data(y, self.flat.model.num_classes)
         full = self.settings.local_steps or self.settings.local_epochs * batches_per_epoch(
@@ -164,7 +167,7 @@ class Simulation:
         if torch.rand((), generator=g) < self.settings.straggler:
             steps = int(torch.randint(1, full + 1, (), generator=g))
         train = stream(self.seed, round_, client, TRAIN)
-        return LocalWork(x, y, steps, self.settings.batch_size, train)
+        return LocalWork(self.federation.read, index, y, steps, self.settings.batch_size, train)
 
     def start_rows(self, state: dict[str, Any], clients: list[int]) -> tuple[torch.Tensor, ...]:
         """The clients' start weights and buffers: the global model, with FedBN's own norm

@@ -60,7 +60,11 @@ BAD = [
     ("paradigm=federated paradigm/strategy=fedsgd", "paradigm/strategy"),
     ("paradigm=federated paradigm.client_dropout=1", "paradigm.client_dropout"),
     # what a paradigm needs of the data, the trainer and the loggers (paradigms.contract.Needs)
-    ("paradigm=federated data=image_folder data.root=tests", "data"),
+    (
+        "paradigm=federated paradigm/partition=by_column paradigm.partition.column=writer",
+        "paradigm.partition.column",
+    ),
+    ("paradigm=federated paradigm/partition=by_column", "paradigm.partition.column"),
     ("paradigm=distill data=image_folder data.root=tests", "paradigm.cache_teacher"),
     ("paradigm=federated trainer=ddp_cpu paradigm.num_clients=2", "trainer.devices"),
     ("paradigm=federated trainer.precision=16-mixed", "trainer.precision"),

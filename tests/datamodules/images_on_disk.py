@@ -13,10 +13,10 @@ from sklearn.datasets import load_digits
 PER_CLASS = 12  # images written per digit: 120 files, a few seconds per training run
 
 
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    """The first PER_CLASS images of each digit as 8-bit grey arrays, and their labels."""
+def digits(per_class: int = PER_CLASS) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``per_class`` images of each digit as 8-bit grey arrays, and their labels."""
     data = load_digits()
-    keep = np.concatenate([np.flatnonzero(data.target == c)[:PER_CLASS] for c in range(10)])
+    keep = np.concatenate([np.flatnonzero(data.target == c)[:per_class] for c in range(10)])
     return (data.images[keep] * 255 / 16).astype(np.uint8), data.target[keep]
 
 
@@ -25,23 +25,26 @@ def write_image(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels).resize((16, 16)).save(path)
 
 
-def image_folder(root: Path) -> Path:
+def image_folder(root: Path, per_class: int = PER_CLASS) -> Path:
     """root/<digit>/<n>.png|jpg: PNG and JPEG mixed, as real folders are."""
-    for n, (pixels, label) in enumerate(zip(*digits(), strict=True)):
+    for n, (pixels, label) in enumerate(zip(*digits(per_class), strict=True)):
         write_image(root / str(label) / f"{n}.{'png' if n % 2 else 'jpg'}", pixels)
     return root
 
 
-def csv_dataset(root: Path) -> Path:
-    """root/images/<n>.png and root/labels.csv (file, digit, parity; some parity cells empty)."""
+def csv_dataset(root: Path, per_class: int = PER_CLASS) -> Path:
+    """root/images/<n>.png and root/labels.csv (file, digit, parity: some cells empty; writer:
+    one of five, each writing its own share of the digits; site: one value)."""
     rows = []
-    for n, (pixels, label) in enumerate(zip(*digits(), strict=True)):
+    for n, (pixels, label) in enumerate(zip(*digits(per_class), strict=True)):
         write_image(root / "images" / f"{n}.png", pixels)
         parity = "" if n % 7 == 0 else ("odd" if label % 2 else "even")
-        rows.append({"file": f"images/{n}.png", "digit": label, "parity": parity})
+        writer = f"w{(label + n % 3) % 5}"  # each writer holds some digits far more than others
+        row = {"file": f"images/{n}.png", "digit": label, "parity": parity, "writer": writer}
+        rows.append({**row, "site": "lab"})
     table = root / "labels.csv"
     with table.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "digit", "parity"])
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return table

@@ -28,6 +28,7 @@ RUN = [
     "paradigm.client_dropout=0.2",
     "paradigm.straggler=0.5",
     "paradigm.local_holdout=0.2",
+    "threads=1",  # 1 and 2 processes then compute alike: bit-identical, on any machine
 ]
 
 

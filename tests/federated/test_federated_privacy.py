@@ -16,9 +16,10 @@ from torch import nn
 from paradigms.federated.client import FlatModel
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.secure import SecureAggregation
-from paradigms.federated.server import Federation, Simulation, SimulationSettings
+from paradigms.federated.server import Simulation, SimulationSettings
 from paradigms.federated.strategies import Strategy
 from paradigms.federated.streams import stream
+from tests.federated.federation import tensor_federation
 from tests.helpers import cli, run_dirs, summary
 
 SMALL = [
@@ -70,7 +71,7 @@ def _simulation(
     clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]
     settings = SimulationSettings(1, 1.0, 3, None, 5, dropout, 0.0, "average", 64, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    federation = Federation(clients, [], (x[40:], y[40:]))
+    federation = tensor_federation(clients, [], (x[40:], y[40:]))
     return Simulation(FlatModel(model), optimizer, Strategy(), federation, settings, 0,
                       privacy=privacy, secure=secure)  # fmt: skip
 

@@ -13,11 +13,11 @@ from paradigms.federated.processes import assign
 from paradigms.federated.server import (
     LOSS_SUM,
     SAMPLES,
-    Federation,
     Simulation,
     SimulationSettings,
 )
 from paradigms.federated.strategies import Median, Strategy
+from tests.federated.federation import tensor_federation
 
 
 def test_clients_go_to_ranks_by_work_the_same_on_every_rank() -> None:
@@ -42,7 +42,7 @@ def _simulation(
     dropout, min_clients = settings.get("client_dropout", 0.0), settings.get("min_clients", 1)
     config = SimulationSettings(1, 1.0, 2, None, 4, dropout, 0.0, norm, 64, 1, min_clients)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    federation = Federation(clients, holdouts, (x[55:], y[55:]), (x[50:55], y[50:55]))
+    federation = tensor_federation(clients, holdouts, (x[55:], y[55:]), (x[50:55], y[50:55]))
     return Simulation(FlatModel(model), optimizer, strategy, federation, config, 0, fabric)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from paradigms.federated.client import FlatModel
-from paradigms.federated.server import LOSS_SUM, Federation, Simulation, SimulationSettings
+from paradigms.federated.server import LOSS_SUM, Simulation, SimulationSettings
 from paradigms.federated.strategies import (
     FedAdagrad,
     FedAdam,
@@ -23,6 +23,7 @@ from paradigms.federated.strategies import (
 )
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.validation import check_node
+from tests.federated.federation import tensor_federation
 
 W = torch.tensor([1.0, -2.0, 0.5])
 D = torch.tensor([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0], [-2.0, 4.0, 0.0], [10.0, -10.0, 10.0]])
@@ -121,7 +122,7 @@ def test_non_finite_client_updates_are_rejected_and_the_round_goes_on() -> None:
     settings = SimulationSettings(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
     sim = Simulation(
         flat, torch.optim.SGD(model.parameters(), lr=0.1), Strategy(),
-        Federation(clients, [], (x[30:], y[30:])), settings, seed=0,
+        tensor_federation(clients, [], (x[30:], y[30:])), settings, seed=0,
     )  # fmt: skip
     start = sim.initial_state()
     state, metrics = sim.step(start, 0)
@@ -142,7 +143,7 @@ def test_robust_strategies_keep_an_outlier_out_of_the_batchnorm_statistics(strat
     settings = SimulationSettings(1, 1.0, 1, None, 5, 0.0, 0.0, "average", 64, 1)
     sim = Simulation(
         FlatModel(model), torch.optim.SGD(model.parameters(), lr=0.01), strategy,
-        Federation(clients, [], (x[50:], y[50:])), settings, seed=0,
+        tensor_federation(clients, [], (x[50:], y[50:])), settings, seed=0,
     )  # fmt: skip
     start = sim.initial_state()
     rows = torch.stack([sim.train_client(start, c, 0, sim.sample(0)) for c in range(5)])
@@ -178,7 +179,7 @@ def test_scaffold_variate_is_the_clients_mean_gradient_under_client_momentum(mom
     settings = SimulationSettings(1, 1.0, 1, 6, 20, 0.0, 0.0, "average", 64, 1)  # 6 steps
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum)
     sim = Simulation(
-        FlatModel(model), optimizer, Scaffold(), Federation([(x[:20], y[:20])], [], (x[20:], y[20:])),
+        FlatModel(model), optimizer, Scaffold(), tensor_federation([(x[:20], y[:20])], [], (x[20:], y[20:])),
         settings, seed=0,
     )  # fmt: skip
     start = sim.initial_state()
