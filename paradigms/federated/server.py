@@ -50,6 +50,7 @@ from paradigms.federated.streams import (
     stream,
 )
 from paradigms.federated.vmap_engine import VmapEngine
+from paradigms.runner.errors import ConfigError
 
 CHECKPOINT = "checkpoints/last_round.pt"
 # A row's last columns: loss x samples, samples, aggregation weight, within the DP clip, and
@@ -135,6 +136,14 @@ class Simulation:
         args = (self.flat, self.optimizer, self.strategy, self.fabric.autocast)
         if self.settings.engine == "loop":
             return LoopEngine(*args)
+        precision = str(self.fabric.strategy.precision.precision)
+        if precision == "bf16-mixed":  # BatchNorm's vmap rule mixes bf16 input, fp32 weights
+            raise ConfigError(
+                "trainer.precision",
+                precision,
+                "paradigm.engine=vmap does not train under autocast",
+                "trainer.precision=32-true (or paradigm.engine=loop)",
+            )
         engine = VmapEngine(*args, self.settings.clients_per_step)
         index, y = self.federation.clients[0]
         n = self.settings.batch_size

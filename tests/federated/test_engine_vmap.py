@@ -107,14 +107,14 @@ class _Branchy(nn.Module):
         return self.fc(x) if x.sum() > 0 else self.fc(-x)
 
 
-def _simulation(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> Simulation:
+def _simulation(model: nn.Module, optimizer=None, fabric=None) -> Simulation:
     flat = FlatModel(model)
     images, labels = _digits()
     clients = [(images[i : i + 40], labels[i : i + 40]) for i in (0, 40)]
     federation = tensor_federation(clients, {}, (images[80:100], labels[80:100]))
     settings = SimulationSettings(1, 1.0, 1, None, 16, 0.0, 0.0, "average", 64, 1, engine="vmap")
     optimizer = optimizer or build_optimizer(model, MOMENTUM)
-    return Simulation(flat, optimizer, Strategy(), federation, settings, 0)
+    return Simulation(flat, optimizer, Strategy(), federation, settings, 0, fabric)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +137,14 @@ def test_an_optimizer_other_than_heavy_ball_sgd_stops_in_one_line() -> None:
     adam = torch.optim.Adam(model.parameters())
     with pytest.raises(ConfigError, match=r"^paradigm.optimizer.name='Adam': .*momentum"):
         _simulation(model, adam)
+
+
+def test_bf16_autocast_stops_in_one_line() -> None:
+    from lightning_fabric import Fabric
+
+    bf16 = Fabric(accelerator="cpu", precision="bf16-mixed")
+    with pytest.raises(ConfigError, match=r"^trainer.precision='bf16-mixed': .*engine=loop\)$"):
+        _simulation(_model().model, fabric=bf16)
 
 
 def test_a_model_vmap_can_train_passes_the_check() -> None:
