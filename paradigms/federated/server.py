@@ -132,7 +132,7 @@ class Simulation:
 
     def build_engine(self) -> LoopEngine | VmapEngine:
         """The engine ``settings.engine`` names; a vectorized one is first tried on a batch of
-        client 0 (a model vmap cannot run stops here, in one line)."""
+        the largest client (a model vmap cannot run stops here, in one line)."""
         args = (self.flat, self.optimizer, self.strategy, self.fabric.autocast)
         if self.settings.engine == "loop":
             return LoopEngine(*args)
@@ -145,7 +145,7 @@ class Simulation:
                 "trainer.precision=32-true (or paradigm.engine=loop)",
             )
         engine = VmapEngine(*args, self.settings.clients_per_step)
-        index, y = self.federation.clients[0]
+        index, y = max(self.federation.clients, key=lambda client: len(client[1]))
         n = self.settings.batch_size
         engine.check(*self.federation.read(index[:n], y[:n]))
         return engine

@@ -14,8 +14,9 @@ the stacked rows. It trains what ``LoopEngine`` trains, to float rounding
 - Unequal batch sizes (the last batch of an epoch, a file reader skipping an unreadable
   file): padding would put padded samples into BatchNorm's batch statistics, so a step
   instead trains the clients whose batches have the same size together, in one vmapped call
-  per size. Clients are grouped by step count and size (``clients_per_step`` a group), so a
-  step rarely needs more than one call.
+  per size. Groups (``clients_per_step`` clients) are made of clients of similar step counts
+  and sizes; still, the last batch of a client's epoch usually has a size of its own, so the
+  steps where epochs end take several calls.
 - Unequal step counts: a client that has done its steps takes part in no further call; its
   rows stay as they are and its loss counts no more samples.
 - BatchNorm running statistics: each call passes clones of the clients' buffers, which
@@ -190,7 +191,7 @@ class _ClientBatches:
         self.indices = _batches(len(work.y), work.batch_size, work.steps, work.generator)
         self.cpu_state = torch.Generator().manual_seed(seed).get_state()
         if self.cuda is not None:
-            self.cuda_state = torch.Generator(self.cuda).manual_seed(seed).get_state()
+            self.cuda_state = torch.Generator(device=self.cuda).manual_seed(seed).get_state()
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = next(self.indices)
