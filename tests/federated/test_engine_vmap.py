@@ -1,8 +1,8 @@
 """``paradigm.engine=vmap`` trains what the loop engine trains: a real timm model with
 BatchNorm on digits, clients of unequal sizes and step counts (finished clients masked, last
-batches of several sizes), augmentation drawn from torch's global generator, weight decay
-only where the optimizer applies it, FedAvg, FedProx and SCAFFOLD. What vmap cannot train
-stops in one line; a CLI run finishes and learns.
+batches of several sizes, samples dropped as unreadable files are), augmentation drawn from
+torch's global generator, weight decay only where the optimizer applies it, FedAvg, FedProx
+and SCAFFOLD. What vmap cannot train stops in one line; a CLI run finishes and learns.
 
 The equality is checked in float64: a freshly initialised ``test_resnet`` on 8x8 digits is
 so ill-conditioned (BatchNorm over near-constant channels) that a 1e-7 change of its start
@@ -65,6 +65,19 @@ def test_the_clients_steps_cover_masking_and_unequal_last_batches() -> None:
     assert len(set(STEPS)) > 2
 
 
+def _skipping_reader(images: torch.Tensor):
+    """Batches augmented from torch's global generator (which the loop seeds per client), and
+    every 11th sample dropped with its label, as ``FileImages`` drops an unreadable file: batches
+    of one step differ in size."""
+    augmented = TensorImages(images, lambda x: x + 0.1 * torch.randn_like(x))
+
+    def read(index: torch.Tensor, labels: torch.Tensor):
+        kept = index % 11 != 0
+        return augmented(index[kept], labels[kept])
+
+    return read
+
+
 @pytest.mark.parametrize(
     "strategy", [Strategy(), FedProx(mu=0.1), Scaffold()], ids=["fedavg", "fedprox", "scaffold"]
 )
@@ -79,8 +92,7 @@ def test_vmap_trains_what_the_loop_trains(strategy: Strategy) -> None:
     variates = 0.05 * torch.randn(k, p, generator=generator) if strategy.uses_variates else None
     global_params = flat.params.clone()
     images, _ = _digits()
-    # Augmentation from torch's global generator, which the loop seeds per client.
-    read = TensorImages(images.double(), lambda x: x + 0.1 * torch.randn_like(x))
+    read = _skipping_reader(images.double())
     vmapped = VmapEngine(flat, optimizer, strategy, clients_per_step=4)
     fast = vmapped.train(start, buffers, _works(read), global_params, variates)
     loop = LoopEngine(flat, optimizer, strategy).train(
