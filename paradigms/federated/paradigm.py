@@ -72,7 +72,7 @@ class Federated:
     the clients sampled a round (or from sums alone, under DP or secure aggregation), more
     processes than clients a round, a model or optimizer the vmap engine cannot train
     (random numbers in the forward pass, data-dependent control flow, an optimizer other than
-    momentum), or a comparison (none is offered).
+    momentum, bf16 autocast), or a comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
