@@ -3,8 +3,9 @@
 It takes each client's start weights (the global model, with FedBN's own norm layers where a
 client has them), its ``LocalWork`` and the global weights, and returns the trained rows; the
 server does everything around it (sampling, attacks, clipping, aggregation). ``LoopEngine``
-trains the clients one after another on one reused model; another engine (vectorized
-clients) only has to honour the same ``train``.
+trains the clients one after another on one reused model; ``VmapEngine`` (``vmap_engine.py``,
+``paradigm.engine=vmap``) trains a group of them at once with torch.func under the same
+``train``. ``Simulation.build_engine`` chooses.
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ class Federated:
     min_clients (fewer accepted updates: the round keeps the model), local_holdout (federated
     evaluation), progress, top_k, attack (group ``paradigm/attack``: malicious clients),
     privacy (group ``paradigm/privacy``: DP-FedAvg, off by default), secure_aggregation,
-    secure_bits. Processes, device and precision are the ``trainer``'s.
+    secure_bits, engine (``loop`` | ``vmap``: the clients of a step trained at once with
+    torch.func, ``vmap_engine.py``) and clients_per_step (vmap's group size). Processes,
+    device and precision are the ``trainer``'s.
     Reports ``val/*`` of the round selected on validation accuracy and ``test/*`` of its
     model (and ``privacy/epsilon`` under DP); logs a step per round to the run's loggers
     (metrics.csv among them), writes accuracy.png, label_distribution.png,
@@ -68,7 +70,9 @@ class Federated:
     names the selected round and the malicious clients. Takes any single-label datamodule.
     Raises ConfigError for a partition that cannot be made (a missing or one-valued column), a strategy that cannot work with
     the clients sampled a round (or from sums alone, under DP or secure aggregation), more
-    processes than clients a round, or a comparison (none is offered).
+    processes than clients a round, a model or optimizer the vmap engine cannot train
+    (random numbers in the forward pass, data-dependent control flow, an optimizer other than
+    momentum, bf16 autocast), or a comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
@@ -96,6 +100,8 @@ class Federated:
         privacy: ClientDP | None = None,
         secure_aggregation: bool = False,
         secure_bits: int = 24,
+        engine: str = "loop",
+        clients_per_step: int | None = 16,
     ) -> None:
         self.strategy, self.partition, self.optimizer = strategy, partition, optimizer
         self.attack, self.privacy = attack or Attack(), privacy
@@ -114,6 +120,8 @@ class Federated:
             eval_batch_size=512,
             top_k=top_k,
             min_clients=min_clients,
+            engine=engine,
+            clients_per_step=clients_per_step,
         )
         self.per_round = max(1, round(fraction * num_clients))
 

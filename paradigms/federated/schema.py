@@ -32,11 +32,20 @@ class Federated(Schema):
     top_k = whole(1, example=3)
     secure_aggregation = flag()
     secure_bits = whole(8, 40, example=24)  # fixed-point fraction bits; int64 sums
+    engine = one_of("loop", "vmap")
+    clients_per_step = optional(whole(1, example=16))
 
     @classmethod
     def relations(cls, node: dict[str, Any], at: str) -> None:
         strategy, optimizer = node.get("strategy") or {}, node.get("optimizer") or {}
         name = optimizer.get("name")
+        if node.get("engine") == "vmap" and name != "momentum":
+            raise ConfigError(
+                join(at, "optimizer.name"),
+                name,
+                "paradigm.engine=vmap steps the clients by hand with SGD and heavy-ball momentum",
+                f"{join(at, 'optimizer.name')}=momentum (or {join(at, 'engine')}=loop)",
+            )
         if str(strategy.get("_target_", "")).endswith(".Scaffold") and name != "momentum":
             raise ConfigError(
                 join(at, "optimizer.name"),

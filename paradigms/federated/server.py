@@ -49,6 +49,8 @@ from paradigms.federated.streams import (
     TRAIN,
     stream,
 )
+from paradigms.federated.vmap_engine import VmapEngine
+from paradigms.runner.errors import ConfigError
 
 CHECKPOINT = "checkpoints/last_round.pt"
 # A row's last columns: loss x samples, samples, aggregation weight, within the DP clip, and
@@ -73,6 +75,8 @@ class SimulationSettings:
     eval_batch_size: int
     top_k: int
     min_clients: int = 1  # fewer accepted updates than this: the round keeps the model
+    engine: str = "loop"  # "loop" (one client after another) or "vmap" (vectorized clients)
+    clients_per_step: int | None = 16  # vmap: clients trained at once (None: all of a rank's)
 
 
 @dataclass
@@ -113,7 +117,7 @@ class Simulation:
         self.federation, self.settings, self.seed, self.fabric = federation, settings, seed, fabric
         self.rank, self.world = fabric.global_rank, fabric.world_size
         self.attack, self.privacy, self.secure = attack or Attack(), privacy, secure
-        self.engine = LoopEngine(flat, optimizer, strategy, fabric.autocast)
+        self.engine = self.build_engine()
         self.num_clients = len(federation.clients)
         self.per_round = max(1, round(settings.fraction * self.num_clients))
         self.malicious = self.attack.choose(self.num_clients, stream(seed, -1, -1, ATTACK))
@@ -125,6 +129,26 @@ class Simulation:
         self.V = self.P if strategy.uses_variates else 0
         self.norm_mask, self.variance_mask = flat.norm_mask.cpu(), flat.variance_mask.cpu()
         self.width = self.P + self.B + self.V + TAIL
+
+    def build_engine(self) -> LoopEngine | VmapEngine:
+        """The engine ``settings.engine`` names; a vectorized one is first tried on a batch of
+        the largest client (a model vmap cannot run stops here, in one line)."""
+        args = (self.flat, self.optimizer, self.strategy, self.fabric.autocast)
+        if self.settings.engine == "loop":
+            return LoopEngine(*args)
+        precision = str(self.fabric.strategy.precision.precision)
+        if precision == "bf16-mixed":  # BatchNorm's vmap rule mixes bf16 input, fp32 weights
+            raise ConfigError(
+                "trainer.precision",
+                precision,
+                "paradigm.engine=vmap does not train under autocast",
+                "trainer.precision=32-true (or paradigm.engine=loop)",
+            )
+        engine = VmapEngine(*args, self.settings.clients_per_step)
+        index, y = max(self.federation.clients, key=lambda client: len(client[1]))
+        n = self.settings.batch_size
+        engine.check(*self.federation.read(index[:n], y[:n]))
+        return engine
 
     def initial_state(self) -> dict[str, Any]:
         """Round 0: the model's weights (rank 0's, when several processes), fresh state."""
