@@ -4,8 +4,8 @@ A codec encodes one flat vector, the parameter delta (and SCAFFOLD's control-var
 cut into the model's parameter tensors (``sizes``): it gives what the server decodes of it
 (``roundtrip``) and how many bytes the encoding takes (``size``); the simulation aggregates
 the decoded values and counts the encoded bytes. The BatchNorm statistics (a few values) are
-sent as float32 with every codec: rounding a running variance's change can leave it negative
-or near zero, and an int8 run diverged so (``Simulation._compress``).
+sent as float32 with every codec: rounding a running variance's change could leave it
+negative or near zero (``Simulation._compress``).
 
 - fp16: every value cast to half precision (2 bytes a value).
 - int8: per tensor, a symmetric scale ``max |x| / 127`` (float32) and codes in [-127, 127]

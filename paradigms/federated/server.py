@@ -247,8 +247,9 @@ class Simulation:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The row as the server decodes it and the client's next residual. The codec encodes
         the parameter delta (and SCAFFOLD's variate change); the BatchNorm statistics, a few
-        values, travel as float32: a rounded running-variance change can leave a variance
-        negative or near zero (an int8 run diverged so). An attacker poisons before this."""
+        values, travel as float32: a rounded running-variance change could leave a variance
+        negative or near zero (as DP noise can: ``VARIANCE_FLOOR``). An attacker poisons
+        before this."""
         P, B = self.P, self.B
         update = torch.cat([row[:P], row[P + B : LOSS_SUM]])
         residual = state["residuals"].get(client)
