@@ -154,7 +154,7 @@ def test_dp_clips_after_compressing_so_the_sent_norm_stays_within_the_clip() -> 
 
 
 def test_secure_aggregation_refuses_compression(out: Path) -> None:
-    process = cli(*SMALL, "paradigm.num_clients=6", "paradigm.secure_aggregation=true", "paradigm/compression=int8",
+    process = cli(*SMALL, "paradigm.secure_aggregation=true", "paradigm/compression=int8",
                   check=False, output_root=out)  # fmt: skip
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
