@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from paradigms.federated.attacks import Attack, Gaussian
 from paradigms.federated.client import FlatModel
 from paradigms.federated.compression import Compression, Fp16, Int8, TopK
 from paradigms.federated.privacy import ClientDP
@@ -20,7 +21,7 @@ from paradigms.federated.server import (
     load_checkpoint,
     save_checkpoint,
 )
-from paradigms.federated.strategies import Scaffold, Strategy
+from paradigms.federated.strategies import Median, Scaffold, Strategy
 from tests.federated.federation import tensor_federation
 from tests.helpers import cli, run_dirs, summary
 
@@ -92,18 +93,20 @@ def _simulation(
     strategy: Strategy | None = None,
     privacy: ClientDP | None = None,
     fraction: float = 1.0,
+    attack: Attack | None = None,
 ) -> Simulation:
     """4 clients of 10 samples; the model's tensors: 4x3 weight, 3 bias, 3 + 3 BatchNorm
     weight and bias (21 parameters), 3 + 3 running mean and variance (6 buffers)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    model.num_classes = 3
     x, y = torch.randn(50, 4) * 3, torch.arange(50) % 3
     clients = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]
     settings = SimulationSettings(4, fraction, 1, None, 5, 0.0, 0.0, "average", 64, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     federation = tensor_federation(clients, [], (x[40:], y[40:]), (x[40:], y[40:]))
     return Simulation(FlatModel(model), optimizer, strategy or Strategy(), federation, settings,
-                      0, privacy=privacy, compression=compression)  # fmt: skip
+                      0, attack=attack, privacy=privacy, compression=compression)  # fmt: skip
 
 
 # Per client: the encoded parameter delta, 21 values in 4 tensors (twice that under
@@ -141,6 +144,14 @@ def test_the_server_aggregates_what_it_decodes() -> None:
     rows = [half.train_client(state, c, 0, [0, 1, 2, 3]) for c in range(4)]
     deltas = torch.stack([r[: half.P] / r[-3] for r in rows])  # the weighted rows, unweighted
     torch.testing.assert_close(deltas, deltas.half().float(), rtol=1e-6, atol=0)
+
+
+def test_an_attacker_poisons_its_update_before_it_is_compressed() -> None:
+    sim = _simulation(TopK(0.1), Median(), attack=Gaussian(fraction=1.0, std=1.0))
+    state = sim.initial_state()
+    assert sim.malicious == [0, 1, 2, 3]
+    rows = [sim.train_client(state, c, 0, [0, 1, 2, 3]) for c in range(4)]
+    assert all(int((r[: sim.P] != 0).sum()) == 4 for r in rows), "the noise, sparsified"
 
 
 def test_dp_clips_after_compressing_so_the_sent_norm_stays_within_the_clip() -> None:
