@@ -12,8 +12,8 @@ negative or near zero (``Simulation._compress``).
   drawn by stochastic rounding (``floor(x / scale + u)``, u uniform), so the decoded value
   is unbiased: E[decoded] = x (the QSGD family: Alistarh et al. 2017). 1 byte a value and
   4 bytes a tensor.
-- top_k: per tensor, the ``round(fraction x numel)`` (at least 1) largest magnitudes as (float32 value,
-  int32 index): 8 bytes an entry. With error feedback (Stich et al. 2018, "Sparsified SGD
+- top_k: per tensor, the ``round(fraction x numel)`` (at least 1) largest magnitudes as
+  (float32 value, int32 index): 8 bytes an entry. With error feedback (Stich et al. 2018, "Sparsified SGD
   with memory"; Karimireddy et al. 2019) the client adds what it did not send (its residual)
   to its next update, so nothing is lost, only delayed.
 
