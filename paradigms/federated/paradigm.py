@@ -70,8 +70,8 @@ class Federated:
     names the selected round and the malicious clients. Takes any single-label datamodule.
     Raises ConfigError for a partition that cannot be made (a missing or one-valued column), a strategy that cannot work with
     the clients sampled a round (or from sums alone, under DP or secure aggregation), a
-    lossy compression under secure aggregation, more processes than clients a round, or a
-    comparison (none is offered).
+    lossy compression under secure aggregation or FedBN, more processes than clients a round,
+    or a comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
@@ -150,6 +150,14 @@ class Federated:
                 "secure aggregation masks every value of an update with uniform int64 noise, "
                 "so a compressed update would still travel as int64",
                 "paradigm/compression=none (or paradigm.secure_aggregation=false)",
+            )
+        if s.norm == "local" and not self.compression.lossless:
+            raise ConfigError(
+                "paradigm.compression",
+                type(self.compression).__name__,
+                "under FedBN the simulation keeps each client's norm layers from its upload, "
+                "as trained: a compressed upload would round the layers the client keeps",
+                "paradigm/compression=none (or paradigm.norm=average)",
             )
         if not (self.privacy or self.secure):
             return

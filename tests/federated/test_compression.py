@@ -14,6 +14,8 @@ from torch import nn
 from paradigms.federated.attacks import Attack, Gaussian
 from paradigms.federated.client import FlatModel
 from paradigms.federated.compression import Compression, Fp16, Int8, TopK
+from paradigms.federated.paradigm import Federated
+from paradigms.federated.partition import IID
 from paradigms.federated.privacy import ClientDP
 from paradigms.federated.server import (
     Simulation,
@@ -22,6 +24,7 @@ from paradigms.federated.server import (
     save_checkpoint,
 )
 from paradigms.federated.strategies import Median, Scaffold, Strategy
+from paradigms.runner.errors import ConfigError
 from tests.federated.federation import tensor_federation
 from tests.helpers import cli, run_dirs, summary
 
@@ -173,6 +176,13 @@ def test_secure_aggregation_refuses_compression(out: Path) -> None:
         "with uniform int64 noise, so a compressed update would still travel as int64. Fix: "
         "paradigm/compression=none (or paradigm.secure_aggregation=false)"
     ]
+
+
+def test_fedbn_refuses_compression() -> None:
+    federated = Federated(Strategy(), IID(), {"name": "momentum"}, norm="local",
+                          compression=TopK())  # fmt: skip
+    with pytest.raises(ConfigError, match="paradigm/compression=none .or paradigm.norm=average"):
+        federated.check()
 
 
 def test_residuals_are_kept_per_client_and_a_resumed_run_is_exact(tmp_path: Path) -> None:
