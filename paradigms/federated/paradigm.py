@@ -21,6 +21,7 @@ from rich.console import Console
 from paradigms.contract import Context, Needs, Result, Row
 from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel
+from paradigms.federated.compression import Compression
 from paradigms.federated.data import training_labels, training_set
 from paradigms.federated.partition import Partitioner
 from paradigms.federated.privacy import ClientDP
@@ -60,19 +61,21 @@ class Federated:
     min_clients (fewer accepted updates: the round keeps the model), local_holdout (federated
     evaluation), progress, top_k, attack (group ``paradigm/attack``: malicious clients),
     privacy (group ``paradigm/privacy``: DP-FedAvg, off by default), secure_aggregation,
-    secure_bits, engine (``loop`` | ``vmap``: the clients of a step trained at once with
-    torch.func, ``vmap_engine.py``) and clients_per_step (vmap's group size). Processes,
-    device and precision are the ``trainer``'s.
+    secure_bits, compression (group ``paradigm/compression``: what clients upload, encoded),
+    engine (``loop`` | ``vmap``: the clients of a step trained at once with torch.func,
+    ``vmap_engine.py``) and clients_per_step (vmap's group size). Processes, device and
+    precision are the ``trainer``'s.
     Reports ``val/*`` of the round selected on validation accuracy and ``test/*`` of its
     model (and ``privacy/epsilon`` under DP); logs a step per round to the run's loggers
     (metrics.csv among them), writes accuracy.png, label_distribution.png,
     checkpoints/last_round.pt and model.safetensors (the selected round's model); the summary
     names the selected round and the malicious clients. Takes any single-label datamodule.
     Raises ConfigError for a partition that cannot be made (a missing or one-valued column), a strategy that cannot work with
-    the clients sampled a round (or from sums alone, under DP or secure aggregation), more
-    processes than clients a round, a model or optimizer the vmap engine cannot train
-    (random numbers in the forward pass, data-dependent control flow, an optimizer other than
-    momentum, bf16 autocast), or a comparison (none is offered).
+    the clients sampled a round (or from sums alone, under DP or secure aggregation), a
+    lossy compression under secure aggregation or FedBN, more processes than clients a round,
+    a model or optimizer the vmap engine cannot train (random numbers in the forward pass,
+    data-dependent control flow, an optimizer other than momentum, bf16 autocast), or a
+    comparison (none is offered).
     """
 
     default_compare: tuple[str, ...] = ()
@@ -100,11 +103,13 @@ class Federated:
         privacy: ClientDP | None = None,
         secure_aggregation: bool = False,
         secure_bits: int = 24,
+        compression: Compression | None = None,
         engine: str = "loop",
         clients_per_step: int | None = 16,
     ) -> None:
         self.strategy, self.partition, self.optimizer = strategy, partition, optimizer
         self.attack, self.privacy = attack or Attack(), privacy
+        self.compression = compression or Compression()
         self.secure = SecureAggregation(secure_bits) if secure_aggregation else None
         self.secure_bits = secure_bits
         self.num_clients, self.local_holdout, self.progress = num_clients, local_holdout, progress
@@ -145,6 +150,22 @@ class Federated:
                 s.min_clients,
                 f"a round samples only {self.per_round} client(s)",
                 f"paradigm.min_clients={self.per_round} (or raise paradigm.fraction)",
+            )
+        if self.secure and not self.compression.lossless:
+            raise ConfigError(
+                "paradigm.compression",
+                type(self.compression).__name__,
+                "secure aggregation masks every value of an update with uniform int64 noise, "
+                "so a compressed update would still travel as int64",
+                "paradigm/compression=none (or paradigm.secure_aggregation=false)",
+            )
+        if s.norm == "local" and not self.compression.lossless:
+            raise ConfigError(
+                "paradigm.compression",
+                type(self.compression).__name__,
+                "under FedBN the simulation keeps each client's norm layers from its upload, "
+                "as trained: a compressed upload would round the layers the client keeps",
+                "paradigm/compression=none (or paradigm.norm=average)",
             )
         if not (self.privacy or self.secure):
             return
@@ -233,6 +254,7 @@ class Federated:
             self.attack,
             self.privacy,
             self.secure,
+            self.compression,
         )
         resumed = load_checkpoint(fabric, context.run_dir) if context.stages.resume else None
         state = resumed or sim.initial_state()
@@ -297,5 +319,7 @@ class Federated:
             )
         if self.secure:
             notes.append("secure aggregation: the server handled masked updates only")
+        if not self.compression.lossless:
+            notes.append(f"uploads compressed: {type(self.compression).__name__}")
         shown = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
         return Result(metrics, [Row(name, shown, trainable, total)], notes)

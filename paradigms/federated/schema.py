@@ -1,8 +1,9 @@
-"""Settings of the federated simulation and of its strategies, partitioners, attacks and
-privacy (see ``paradigms.runner.validation``). A component's schema has its class's name:
-``paradigms.federated.strategies.Krum`` is checked by ``Krum`` here. What depends on the
+"""Settings of the federated simulation and of its strategies, partitioners, attacks, privacy
+and compression (see ``paradigms.runner.validation``). A component's schema has its class's
+name: ``paradigms.federated.strategies.Krum`` is checked by ``Krum`` here. What depends on the
 data or on several components (a partition that cannot be made, Krum's clients per round,
-strategies that cannot work from sums alone) is checked by the paradigm before training."""
+strategies that cannot work from sums alone, compression under secure aggregation) is checked
+by the paradigm before training."""
 
 from __future__ import annotations
 
@@ -161,3 +162,10 @@ class ClientDP(Schema):
                 "(the clipped count's noise takes part of the budget)",
                 "raise count_stddev or lower noise_multiplier",
             )
+
+
+class TopK(Schema):
+    """``conf/paradigm/compression/top_k.yaml``."""
+
+    fraction = number(0, 1, open_low=True, example=0.01)
+    error_feedback = flag()

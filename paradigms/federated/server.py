@@ -12,10 +12,15 @@ every rank all the rows (a sum with zeros, hence exact). Every random choice com
 generator keyed by (seed, round, client, purpose), so it does not depend on which process
 trains a client, nor on whether the run was resumed.
 
-The update path has three optional pieces, each a hook: an ``Attack`` poisons a malicious
-client's labels or update; under client-level DP (``ClientDP``) or secure aggregation
-(``SecureAggregation``) a client sends only its weighted row, clipped and/or masked, and the
-server sees nothing but the sum (``_aggregate_sum``), which it noises under DP.
+The update path has four optional pieces, each a hook: an ``Attack`` poisons a malicious
+client's labels or update; a ``Compression`` codec encodes what the client uploads (the row
+holds what the server decodes of it); under client-level DP (``ClientDP``) or secure
+aggregation (``SecureAggregation``) a client sends only its weighted row, clipped and/or
+masked, and the server sees nothing but the sum (``_aggregate_sum``), which it noises under DP.
+
+Under error feedback (top_k) each client's residual is server state, so that it is
+checkpointed and the same on every rank: the ranks fill the residuals of their accepted
+clients and one sum (with zeros, exact) gives every rank all of them (``_keep_residuals``).
 
 The server's state lives on the CPU (the DP noise and the masks are drawn there); the engine
 trains on the Fabric device.
@@ -33,6 +38,7 @@ import torch
 
 from paradigms.federated.attacks import Attack
 from paradigms.federated.client import FlatModel, LocalWork, batches_per_epoch, evaluate
+from paradigms.federated.compression import Compression
 from paradigms.federated.data import Reader
 from paradigms.federated.engine import LoopEngine
 from paradigms.federated.privacy import ClientDP
@@ -42,6 +48,7 @@ from paradigms.federated.strategies import Strategy, Updates
 from paradigms.federated.streams import (
     ATTACK,
     CLIENT_DROPOUT,
+    COMPRESS,
     MASK,
     NOISE,
     SAMPLE,
@@ -108,6 +115,7 @@ class Simulation:
         attack: Attack | None = None,
         privacy: ClientDP | None = None,
         secure: SecureAggregation | None = None,
+        compression: Compression | None = None,
     ) -> None:
         self.flat, self.optimizer, self.strategy = flat, optimizer, strategy
         if fabric is None:
@@ -117,6 +125,7 @@ class Simulation:
         self.federation, self.settings, self.seed, self.fabric = federation, settings, seed, fabric
         self.rank, self.world = fabric.global_rank, fabric.world_size
         self.attack, self.privacy, self.secure = attack or Attack(), privacy, secure
+        self.compression = compression or Compression()
         self.engine = self.build_engine()
         self.num_clients = len(federation.clients)
         self.per_round = max(1, round(settings.fraction * self.num_clients))
@@ -129,6 +138,8 @@ class Simulation:
         self.V = self.P if strategy.uses_variates else 0
         self.norm_mask, self.variance_mask = flat.norm_mask.cpu(), flat.variance_mask.cpu()
         self.width = self.P + self.B + self.V + TAIL
+        params = [p.numel() for p in flat.model.parameters()]
+        self.tensors = params + (params if self.V else [])  # what a codec encodes, by tensor
 
     def build_engine(self) -> LoopEngine | VmapEngine:
         """The engine ``settings.engine`` names; a vectorized one is first tried on a batch of
@@ -163,6 +174,7 @@ class Simulation:
             "local_norm": torch.zeros(self.num_clients, local),
             "has_local_norm": torch.zeros(self.num_clients, dtype=torch.bool),
             "privacy": self.privacy.init_state() if self.privacy else {},
+            "residuals": {},  # client -> what error feedback has not sent yet
             "best": {
                 "round": 0,
                 "val_acc": -1.0,
@@ -213,15 +225,18 @@ class Simulation:
         work = self.work(client, round_)
         if work is None:
             return torch.zeros(self.width, dtype=torch.int64 if self.secure else None)
-        return self.train(state, [(client, work)], sampled, round_)[0]
+        return self.train(state, [(client, work)], sampled, round_)[0][0]
 
     def train(
         self, state: dict[str, Any], jobs: list[tuple[int, LocalWork]], sampled: list[int], round_
-    ) -> torch.Tensor:
-        """The rows of this rank's clients (see the module docstring), trained by the engine."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows of this rank's clients (see the module docstring), trained by the engine,
+        and their next residuals (None without error feedback)."""
         rows = torch.zeros(len(jobs), self.width, dtype=torch.int64 if self.secure else None)
+        feedback = self.compression.error_feedback
+        residuals = torch.zeros(len(jobs), self.P + self.V) if feedback else None
         if not jobs:
-            return rows
+            return rows, residuals
         clients, works = [c for c, _ in jobs], [w for _, w in jobs]
         device = self.fabric.device
         params, buffers = (t.to(device) for t in self.start_rows(state, clients))
@@ -244,8 +259,29 @@ class Simulation:
                 )
             n = float(len(work.y))
             row[LOSS_SUM:] = torch.tensor([float(trained.losses[k]) * n, n, n, 1.0, 1.0])
+            if not self.compression.lossless:
+                row, residual = self._compress(row, state, client, round_)
+                if feedback:
+                    residuals[k] = residual
             rows[k] = self.protect(row, state, client, sampled, round_) if self.summed else row
-        return rows
+        return rows, residuals
+
+    def _compress(
+        self, row: torch.Tensor, state: dict[str, Any], client: int, round_: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The row as the server decodes it and the client's next residual. The codec encodes
+        the parameter delta (and SCAFFOLD's variate change); the BatchNorm statistics, a few
+        values, travel as float32: a rounded running-variance change could leave a variance
+        negative or near zero (as DP noise can: ``VARIANCE_FLOOR``). An attacker poisons
+        before this."""
+        P, B = self.P, self.B
+        update = torch.cat([row[:P], row[P + B : LOSS_SUM]])
+        residual = state["residuals"].get(client)
+        generator = stream(self.seed, round_, client, COMPRESS)
+        sent, residual = self.compression.send(update, residual, self.tensors, generator)
+        row = row.clone()
+        row[:P], row[P + B : LOSS_SUM] = sent[:P], sent[P:]
+        return row, residual
 
     def protect(
         self, row: torch.Tensor, state: dict[str, Any], client: int, sampled: list[int], round_: int
@@ -301,7 +337,7 @@ class Simulation:
         works = [self.work(client, round_) for client in sampled]
         ranks = assign([w.steps if w else 0 for w in works], self.world)
         mine = [j for j, w in enumerate(works) if w is not None and ranks[j] == self.rank]
-        rows = self.train(state, [(sampled[j], works[j]) for j in mine], sampled, round_)
+        rows, residuals = self.train(state, [(sampled[j], works[j]) for j in mine], sampled, round_)
         received, flags = self.gather(rows, mine, sampled)
         returned, accepted = flags != 0, flags == 1
         clients = [c for c, a in zip(sampled, accepted.tolist(), strict=True) if a]
@@ -314,6 +350,8 @@ class Simulation:
             kept = received[accepted]
             state = self._aggregate(state, kept, clients)
             loss = float(kept[:, LOSS_SUM].sum() / kept[:, SAMPLES].sum())
+        if residuals is not None and not skipped:
+            state["residuals"] = self._keep_residuals(state, residuals, mine, sampled, accepted)
         state["round"] = round_ + 1
         metrics = {
             "clients/sampled": len(sampled),
@@ -331,14 +369,32 @@ class Simulation:
             metrics["privacy/clip"] = float(state["privacy"]["clip"])
         return state, metrics
 
+    def _keep_residuals(
+        self,
+        state: dict[str, Any],
+        residuals: torch.Tensor,
+        mine: list[int],
+        sampled: list[int],
+        accepted: torch.Tensor,
+    ) -> dict[int, torch.Tensor]:
+        """Every client's residual, the same on every rank: the accepted clients' new ones (a
+        rejected client, or one that did not return, keeps its own)."""
+        full = torch.zeros(len(sampled), residuals.shape[1])
+        full[mine] = residuals
+        full = self._sum_over_ranks(full)
+        kept = dict(state["residuals"])
+        for j in accepted.nonzero().flatten().tolist():
+            kept[sampled[j]] = full[j].clone()
+        return kept
+
     def _traffic(self, sampled: int, returned: int) -> dict[str, int]:
-        """Bytes the clients download and upload (a simulated client's messages)."""
-        model_bytes = (self.P + self.B) * 4
-        up_bytes = (self.width - 1) * 8 if self.secure else model_bytes + self.V * 4
-        return {
-            "bytes/down": sampled * (model_bytes + self.V * 4),
-            "bytes/up": returned * up_bytes,
-        }
+        """Bytes the clients download (the model, float32) and upload: the encoded update,
+        the buffers and the row's scalars (loss x samples, samples, weight, within-clip bit)
+        as float32, or the whole masked int64 row under secure aggregation."""
+        down = (self.P + self.B + self.V) * 4
+        encoded = self.compression.size(self.tensors, clipped=self.privacy is not None)
+        up = (self.width - 1) * 8 if self.secure else encoded + (self.B + TAIL - 1) * 4
+        return {"bytes/down": sampled * down, "bytes/up": returned * up}
 
     def _aggregate_sum(
         self,
