@@ -128,7 +128,8 @@ class VmapEngine:
     ) -> None:
         """One step of PyTorch's SGD (L2 weight decay added to the gradient, then heavy-ball
         momentum) for ``clients``, rows of the group, on their batches x [k, b, ...]."""
-        index = torch.tensor(clients, device=rows.params.device)
+        whole = len(clients) == len(rows.params)  # then no gather/scatter copies of the rows
+        index = slice(None) if whole else torch.tensor(clients, device=rows.params.device)
         params, momentum = rows.params[index], rows.momentum[index]
         grads, losses, rows.buffers[index] = self._grads(params, rows.buffers[index], x, y, t)
         variates = None if rows.variates is None else rows.variates[index]
