@@ -63,7 +63,8 @@ class Federated:
     privacy (group ``paradigm/privacy``: DP-FedAvg, off by default), secure_aggregation,
     secure_bits, compression (group ``paradigm/compression``: what clients upload, encoded),
     engine (``loop`` | ``vmap``: the clients of a step trained at once with torch.func,
-    ``vmap_engine.py``) and clients_per_step (vmap's group size). Processes, device and
+    ``vmap_engine.py``), clients_per_step (vmap's group size) and stop_at (stop once a round's
+    validation accuracy reaches it). Processes, device and
     precision are the ``trainer``'s.
     Reports ``val/*`` of the round selected on validation accuracy and ``test/*`` of its
     model (and ``privacy/epsilon`` under DP); logs a step per round to the run's loggers
@@ -106,6 +107,7 @@ class Federated:
         compression: Compression | None = None,
         engine: str = "loop",
         clients_per_step: int | None = 16,
+        stop_at: float | None = None,
     ) -> None:
         self.strategy, self.partition, self.optimizer = strategy, partition, optimizer
         self.attack, self.privacy = attack or Attack(), privacy
@@ -127,6 +129,7 @@ class Federated:
             min_clients=min_clients,
             engine=engine,
             clients_per_step=clients_per_step,
+            stop_at=stop_at,
         )
         self.per_round = max(1, round(fraction * num_clients))
 
@@ -300,12 +303,18 @@ class Federated:
         up = sum(m["bytes/up"] for m in history)
         rejected = sum(m["clients/rejected"] for m in history)
         skipped = sum(m["round/skipped"] for m in history)
+        ran = len(history)
+        stopped = (
+            f" (stopped: val acc reached {self.settings.stop_at})"
+            if ran < self.settings.rounds
+            else ""
+        )
         notes = [
-            f"{self.settings.rounds} rounds, {self.num_clients} clients, {processes} "
+            f"{ran} of {self.settings.rounds} rounds{stopped}, {self.num_clients} clients, {processes} "
             f"process(es); traffic {down / 2**20:.1f} MiB down, {up / 2**20:.1f} MiB up; "
             f"{rejected} non-finite client update(s) rejected; {skipped} round(s) skipped "
             f"with fewer than {self.settings.min_clients} update(s)",
-            f"selected on validation accuracy: round {best['round']} of {self.settings.rounds} "
+            f"selected on validation accuracy: round {best['round']} of {ran} "
             "(its model is tested and exported)",
         ]
         if sim.malicious:
@@ -315,7 +324,7 @@ class Federated:
             notes.append(
                 f"client-level DP: epsilon {metrics['privacy/epsilon']:.3f} at delta "
                 f"{self.privacy.delta:g} (noise multiplier {self.privacy.noise_multiplier}, "
-                f"sampling rate {sim.per_round / self.num_clients:g}, {self.settings.rounds} rounds)"
+                f"sampling rate {sim.per_round / self.num_clients:g}, {ran} rounds)"
             )
         if self.secure:
             notes.append("secure aggregation: the server handled masked updates only")

@@ -35,6 +35,7 @@ class Federated(Schema):
     secure_bits = whole(8, 40, example=24)  # fixed-point fraction bits; int64 sums
     engine = one_of("loop", "vmap")
     clients_per_step = optional(whole(1, example=16))
+    stop_at = optional(number(0, 1, open_low=True, example=0.9))
 
     @classmethod
     def relations(cls, node: dict[str, Any], at: str) -> None:

@@ -84,6 +84,7 @@ class SimulationSettings:
     min_clients: int = 1  # fewer accepted updates than this: the round keeps the model
     engine: str = "loop"  # "loop" (one client after another) or "vmap" (vectorized clients)
     clients_per_step: int | None = 16  # vmap: clients trained at once (None: all of a rank's)
+    stop_at: float | None = None  # stop once a round's validation accuracy reaches this
 
 
 @dataclass
@@ -164,15 +165,13 @@ class Simulation:
     def initial_state(self) -> dict[str, Any]:
         """Round 0: the model's weights (rank 0's, when several processes), fresh state."""
         params, buffers = self.fabric.broadcast((self.flat.params.cpu(), self.flat.buffers.cpu()))
-        local = self.flat.norm_mask.sum().item() + self.B
         return {
             "round": 0,
             "params": params.clone(),
             "buffers": buffers.clone(),
             "strategy": self.strategy.init_state(params),
-            "variates": torch.zeros(self.num_clients, self.V),
-            "local_norm": torch.zeros(self.num_clients, local),
-            "has_local_norm": torch.zeros(self.num_clients, dtype=torch.bool),
+            "variates": {},  # client -> SCAFFOLD's c_i, once it has trained (else zero)
+            "local_norm": {},  # client -> FedBN's own norm weights and buffers, once trained
             "privacy": self.privacy.init_state() if self.privacy else {},
             "residuals": {},  # client -> what error feedback has not sent yet
             "best": {
@@ -212,8 +211,8 @@ class Simulation:
         buffers = state["buffers"].expand(len(clients), -1).clone()
         if self.settings.norm == "local":
             for k, client in enumerate(clients):
-                if state["has_local_norm"][client]:
-                    stored = state["local_norm"][client]
+                stored = state["local_norm"].get(client)
+                if stored is not None:
                     params[k, self.norm_mask] = stored[: len(stored) - self.B]
                     buffers[k] = stored[len(stored) - self.B :]
         return params, buffers
@@ -242,7 +241,9 @@ class Simulation:
         params, buffers = (t.to(device) for t in self.start_rows(state, clients))
         variates = None
         if self.strategy.uses_variates:
-            variates = (state["strategy"]["c"] - state["variates"][clients]).to(device)
+            zero = torch.zeros(self.V)
+            own = torch.stack([state["variates"].get(client, zero) for client in clients])
+            variates = (state["strategy"]["c"] - own).to(device)
         trained = self.engine.train(params, buffers, works, state["params"].to(device), variates)
         deltas = trained.params.cpu() - state["params"]
         lr = self.optimizer.param_groups[0]["lr"]
@@ -437,15 +438,17 @@ class Simulation:
         state = {**state, "params": params, "strategy": strategy_state}
         if B:
             state["buffers"] = self.strategy.combine_buffers(rows[:, P : P + B], weights)
-        index = torch.tensor(clients)
         if variate_deltas is not None:
-            state["variates"] = state["variates"].index_add(0, index, variate_deltas)
+            variates, zero = dict(state["variates"]), torch.zeros(self.V)
+            for k, client in enumerate(clients):
+                variates[client] = variates.get(client, zero) + variate_deltas[k]
+            state["variates"] = variates
         if self.settings.norm == "local":
-            local_params = (old + rows[:, :P])[:, self.norm_mask]
-            state["local_norm"] = state["local_norm"].index_copy(
-                0, index, torch.cat([local_params, rows[:, P : P + B]], 1)
-            )
-            state["has_local_norm"] = state["has_local_norm"].index_fill(0, index, True)
+            local = torch.cat([(old + rows[:, :P])[:, self.norm_mask], rows[:, P : P + B]], 1)
+            state["local_norm"] = {
+                **state["local_norm"],
+                **dict(zip(clients, local.clone().unbind(), strict=True)),
+            }
         return state
 
     def _evaluate(self, params: torch.Tensor, buffers: torch.Tensor, split) -> dict[str, float]:
@@ -476,8 +479,11 @@ class Simulation:
     def run(self, state: dict[str, Any], on_round: Any) -> dict[str, Any]:
         """Rounds from ``state['round']`` to the settings'; after each, rank 0 evaluates on the
         validation set and keeps the best round's weights, then ``on_round(state, metrics)``
-        runs on every rank (metrics only on rank 0): it records them and the checkpoint."""
+        runs on every rank (metrics only on rank 0): it records them and the checkpoint.
+        Stops early once the best validation accuracy reaches ``settings.stop_at``."""
         for round_ in range(state["round"], self.settings.rounds):
+            if self.reached(state):
+                break
             started = time.perf_counter()
             state, metrics = self.step(state, round_)
             if self.rank == 0:
@@ -489,6 +495,13 @@ class Simulation:
                 state["history"] = [*state["history"], metrics]
             on_round(state, metrics if self.rank == 0 else {})
         return state
+
+    def reached(self, state: dict[str, Any]) -> bool:
+        """Whether the best round met ``settings.stop_at``: rank 0 decides (it evaluates),
+        every rank learns it, so all stop at the same round, after a resume too."""
+        if self.settings.stop_at is None:
+            return False
+        return bool(self.fabric.broadcast(state["best"]["val_acc"] >= self.settings.stop_at))
 
 
 def save_checkpoint(fabric: Any, state: dict[str, Any], run_dir: Path) -> None:

@@ -79,6 +79,19 @@ def test_a_run_writes_rounds_plots_and_summary(full: tuple[Path, str]) -> None:
     assert "1 process(es)" in stdout
 
 
+def test_stop_at_ends_the_run_at_the_round_that_reaches_the_target(
+    full: tuple[Path, str], tmp_path: Path
+) -> None:
+    full_rows = _rows(full[0])
+    target = next(r["val/acc"] for r in full_rows[:3] if float(r["val/acc"]) > 0)
+    first = next(i + 1 for i, r in enumerate(full_rows) if float(r["val/acc"]) >= float(target))
+    process = cli(*RUN, f"paradigm.stop_at={target}", output_root=tmp_path)
+    rows = _rows(run_dirs(tmp_path, "federated")[0])
+    assert len(rows) == first < 4, "no round runs after the one that reached the target"
+    assert [r["val/acc"] for r in rows] == [r["val/acc"] for r in full_rows[:first]]
+    assert f"{first} of 4 rounds (stopped: val acc reached" in " ".join(process.stdout.split())
+
+
 def _kill_after_round(output_root: Path, rounds_done: int, *extra: str) -> Path:
     def ready() -> bool:
         dirs = run_dirs(output_root, "federated")

@@ -78,8 +78,9 @@ def test_fedbn_evaluates_each_client_with_its_own_norm_layers() -> None:
     sim = _simulation(Strategy(), norm="local")
     state, _ = sim.step(sim.initial_state(), 0)
     # Every client's own BatchNorm now answers class 0 whatever the input (scale 0, bias 10).
-    state["local_norm"][:, :6] = torch.tensor([0.0, 0.0, 0.0, 10.0, 0.0, 0.0])
-    state["has_local_norm"][:] = True
+    assert sorted(state["local_norm"]) == [0, 1, 2], "each client that trained keeps its own"
+    own = torch.tensor([0.0, 0.0, 0.0, 10.0, 0.0, 0.0])
+    state["local_norm"] = {c: torch.cat([own, v[6:]]) for c, v in state["local_norm"].items()}
     metrics = sim.evaluate(state)
     share_of_class_0 = [float((y == 0).float().mean()) for _, y in sim.federation.holdouts.values()]
     assert metrics["fed/mean_acc"] == pytest.approx(sum(share_of_class_0) / 3)
