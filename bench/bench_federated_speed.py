@@ -1,21 +1,34 @@
-"""Speed: this runner's FedAvg against a bare single-process PyTorch FedAvg loop.
+"""Speed: this runner's federated simulation against Flower 1.42 and a bare PyTorch loop, each
+timed as a whole process, from launch to exit, in one sitting.
 
-Both run the same experiment: digits split by the same Dirichlet partition, the same timm
-model and initial weights, plain SGD with the same learning rate and batch size, the same
-clients sampled, evaluation on the test set after every round. The bare loop is what one
-writes by hand: ``load_state_dict`` per client, a fresh optimizer, state dicts averaged. The
-runner is timed through the real CLI (``summary.json``'s ``wall_time_s``: the paradigm's run,
-without Python's start-up); the bare loop in this process. Each is run ``--repeats`` times,
-alternating, and the fastest counts (the machine is shared).
+The task (issue 18): digits, 20 clients (Dirichlet 0.5), fraction 0.5 (10 clients a round),
+mobilenetv3_small_050 at 32 px, batch 32, plain SGD lr 0.05, 10 rounds, E=1 and E=5 local
+epochs. Every side trains the same clients from the same weights: the harness makes the
+runner's own split and initial model (same seed, same partition stream) and writes them to a
+task file that Flower (``flower_fedavg.py``, in a virtualenv this bench makes: Ray backend,
+Flower's FedAvg with centralized evaluation) and the bare loop (``bare_fedavg.py``) read.
+Variants: Flower with 1 and with 2 Ray actors, bare torch, and this runner with
+``engine=loop`` on 1 process, on 2 (``trainer=ddp_cpu``: the command re-executed; and forked,
+``trainer.strategy=ddp_fork``: the imports not paid twice) and with ``engine=vmap``. Each
+repeat runs every variant once, in turn, with seed r in repeat r; seconds are medians over
+the repeats, accuracy a mean with its 95% interval. Every side evaluates after every round
+(the runner on its validation split, then the selected round on test; the others on test).
 
-    python bench/bench_federated_speed.py [--rounds 10] [--repeats 2]
+Where the runner's seconds go, from its files: start-up (launch to the paradigm: Python,
+imports, Hydra, validation, and the second process under ddp_cpu), set-up and report (data,
+partition, model, Fabric; test, export, plots), training and evaluation (``metrics.csv``'s
+``time/round_s`` and ``time/eval_s``). The bound: no runner beats the bare loop's training
+by more than the start-up it saves, so the bare loop's seconds bound the ratio to Flower.
+
+    python bench/bench_federated_speed.py [--repeats 3] [--epochs 1 5] [--only runner_loop,...]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import csv
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -23,104 +36,179 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import torch
-import torch.nn.functional as F
-from common import write_result
+from common import composed, write_result
+from flower_fedavg import flower_python
+from hydra.utils import instantiate
+from rich.console import Console
+from rich.table import Table
 
-from datamodules.digits import DigitsDataModule
 from paradigms.federated.paradigm import PARTITION_SEED
 from paradigms.federated.partition import Dirichlet
-from paradigms.federated.server import SAMPLE, stream
 from paradigms.models.backbone import create_model
+from paradigms.runner.intervals import interval
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+MODEL, IMG, CLIENTS, FRACTION, BATCH, LR, ROUNDS = (
+    "mobilenetv3_small_050",
+    32,
+    20,
+    0.5,
+    32,
+    0.05,
+    10,
+)
+RUNNER = [
+    "paradigm=federated",
+    f"backbone={MODEL}",
+    f"backbone.img_size={IMG}",
+    "paradigm/partition=dirichlet",
+    "paradigm.partition.alpha=0.5",
+    f"paradigm.num_clients={CLIENTS}",
+    f"paradigm.fraction={FRACTION}",
+    f"paradigm.batch_size={BATCH}",
+    f"paradigm.optimizer.lr={LR}",
+    "paradigm.optimizer.momentum=0",
+    f"paradigm.rounds={ROUNDS}",
+    "paradigm.progress=false",
+    "paradigm.top_k=1",
+]
+VARIANTS = {  # name -> runner overrides, or None for the scripts
+    "flower_1_actor": None,
+    "flower_2_actors": None,
+    "bare_torch": None,
+    "runner_loop": ["trainer=cpu", "paradigm.engine=loop"],
+    "runner_loop_2_processes": ["trainer=ddp_cpu", "paradigm.engine=loop"],
+    "runner_loop_2_forked": ["trainer=ddp_cpu", "trainer.strategy=ddp_fork"],
+    "runner_vmap": ["trainer=cpu", "paradigm.engine=vmap"],
+}
 
-SEED, CLIENTS, FRACTION, BATCH, LR, MOMENTUM, IMG = 0, 20, 0.5, 16, 0.1, 0.5, 16
 
-
-def bare_fedavg(rounds: int) -> tuple[float, float]:
-    """The hand-written loop; returns (wall seconds, final test accuracy)."""
-    started = time.perf_counter()
-    data = DigitsDataModule(image_size=IMG, seed=SEED)
+def write_task(seed: int, path: Path) -> None:
+    """The runner's clients and initial weights for ``seed``, for Flower and the bare loop."""
+    config = composed([*RUNNER, f"seed={seed}"])
+    data = instantiate(config["data"])
     data.setup("fit")
     x, y = data.splits["train"].tensors
-    tx, ty = data.splits["test"].tensors
-    generator = torch.Generator().manual_seed(SEED * 1_000_003 + PARTITION_SEED)
-    parts = Dirichlet(0.5, 10)(y, CLIENTS, generator)
-    torch.manual_seed(SEED)
-    model = create_model({"name": "test_resnet", "img_size": IMG}, 10)
-    global_state = copy.deepcopy(model.state_dict())
-    per_round = round(FRACTION * CLIENTS)
-    for r in range(rounds):
-        order = torch.randperm(CLIENTS, generator=stream(SEED, r, -1, SAMPLE))
-        states, sizes = [], []
-        for k in sorted(order[:per_round].tolist()):
-            model.load_state_dict(global_state)
-            model.train()
-            opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-            cx, cy = x[parts[k]], y[parts[k]]
-            for index in torch.randperm(len(cy)).split(BATCH):
-                if len(index) < 2:
-                    continue
-                opt.zero_grad()
-                F.cross_entropy(model(cx[index]), cy[index]).backward()
-                opt.step()
-            states.append({n: v.clone() for n, v in model.state_dict().items()})
-            sizes.append(len(cy))
-        total = sum(sizes)
-        for name, value in global_state.items():
-            if value.is_floating_point():
-                value.copy_(sum(s[name] * (n / total) for s, n in zip(states, sizes, strict=True)))
-        model.load_state_dict(global_state)
-        model.eval()
-        with torch.inference_mode():
-            acc = (model(tx).argmax(1) == ty).float().mean().item()
-    return time.perf_counter() - started, acc
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + PARTITION_SEED)
+    clients = Dirichlet(0.5, 10)(y, CLIENTS, generator)
+    torch.manual_seed(seed)  # as the runner's seed_everything before it makes the model
+    model = create_model(config["backbone"], data.num_classes)
+    kwargs = {"num_classes": data.num_classes, "in_chans": config["backbone"]["in_chans"]}
+    x_test, y_test = data.splits["test"].tensors
+    task = {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test, "clients": clients,
+            "model": MODEL, "model_kwargs": kwargs, "init_state": model.state_dict(),
+            "rounds": ROUNDS, "fraction": FRACTION, "batch_size": BATCH, "lr": LR,
+            "momentum": 0.0, "seed": seed}  # fmt: skip
+    torch.save(task, path)
 
 
-def runner_fedavg(rounds: int) -> tuple[float, float]:
-    """This runner through the CLI; returns (the run's wall seconds, final test accuracy)."""
+def script(python: Path, name: str, task: Path, epochs: int, *extra: str) -> dict[str, float]:
+    """One run of ``flower_fedavg.py`` or ``bare_fedavg.py``: its JSON line and whole time."""
+    command = [str(python), str(BENCH / name), "--task", str(task), "--epochs", str(epochs)]
+    started = time.perf_counter()
+    done = subprocess.run([*command, *extra], cwd=ROOT, capture_output=True, text=True)
+    whole = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"whole_s": whole, "acc": record["acc"], "rounds_s": record["rounds_s"],
+            "import_s": record["import_s"]}  # fmt: skip
+
+
+def runner(overrides: list[str], epochs: int, seed: int) -> dict[str, float]:
+    """One ``python cli.py`` run and where its seconds went."""
     with TemporaryDirectory() as out:
-        command = [
-            sys.executable, "cli.py", f"paths.output_root={out}", "paradigm=federated",
-            "backbone=test_resnet", f"backbone.img_size={IMG}", f"seed={SEED}",
-            f"paradigm.rounds={rounds}", f"paradigm.num_clients={CLIENTS}",
-            f"paradigm.fraction={FRACTION}", f"paradigm.batch_size={BATCH}",
-            f"paradigm.optimizer.lr={LR}", f"paradigm.optimizer.momentum={MOMENTUM}",
-            "paradigm.progress=false",
-        ]  # fmt: skip
-        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-        summary = json.loads(next(Path(out).glob("federated/*/*/summary.json")).read_text())
-    return summary["wall_time_s"], summary["metrics"]["test/acc"]
+        command = [sys.executable, "cli.py", f"paths.output_root={out}", *RUNNER, *overrides,
+                   f"paradigm.local_epochs={epochs}", f"seed={seed}"]  # fmt: skip
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        whole = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"runner failed: {' '.join(command)}\n{done.stderr[-3000:]}")
+        run_dir = next(Path(out).glob("federated/*/*/summary.json")).parent
+        rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+        summary = json.loads((run_dir / "summary.json").read_text())
+    rounds = sum(float(r["time/round_s"]) for r in rows)
+    evaluation = sum(float(r["time/eval_s"]) for r in rows)
+    return {"whole_s": whole, "acc": summary["metrics"]["test/acc"],
+            "startup_s": whole - summary["wall_time_s"], "train_s": rounds - evaluation,
+            "eval_s": evaluation, "setup_report_s": summary["wall_time_s"] - rounds}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
+    parser.add_argument("--venv", type=Path, default=BENCH / "runs" / "flower-venv")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    bare, runner = [], []
-    for _ in range(args.repeats):
-        runner.append(runner_fedavg(args.rounds))
-        bare.append(bare_fedavg(args.rounds))
-    best_bare, best_runner = min(bare), min(runner)
-    ratio = best_runner[0] / best_bare[0]
-    print(
-        f"FedAvg, digits, {CLIENTS} clients, fraction {FRACTION}, {args.rounds} rounds (1 thread)"
+    chosen = args.only.split(",")
+    flower = flower_python(args.venv) if any(v.startswith("flower") for v in chosen) else None
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    with TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            task = Path(tmp) / f"task-{repeat}.pt"
+            write_task(repeat, task)
+            for epochs in args.epochs:
+                for name in chosen:
+                    if name.startswith("flower"):
+                        actors = "1" if name == "flower_1_actor" else "2"
+                        record = script(
+                            flower, "flower_fedavg.py", task, epochs, "--actors", actors
+                        )
+                    elif name == "bare_torch":
+                        record = script(Path(sys.executable), "bare_fedavg.py", task, epochs)
+                    else:
+                        record = runner(VARIANTS[name], epochs, repeat)
+                    runs.setdefault((name, epochs), []).append(record)
+                    print(f"repeat {repeat} E={epochs} {name}: {record}", flush=True)
+    report(runs, args)
+
+
+def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace) -> None:
+    """The table (medians, accuracy intervals, ratios to Flower's best) and the JSON record."""
+    table = Table(
+        title=f"FedAvg, digits, {CLIENTS} clients (Dirichlet 0.5), fraction {FRACTION}, {MODEL} "
+        f"{IMG}px, {ROUNDS} rounds; whole process, median of {args.repeats} (seeds 0..)",
+        title_justify="left",
     )
-    print(f"{'loop':<12}{'wall s':>10}{'test acc':>10}")
-    print(f"{'bare torch':<12}{best_bare[0]:>10.2f}{best_bare[1]:>10.4f}")
-    print(f"{'runner':<12}{best_runner[0]:>10.2f}{best_runner[1]:>10.4f}")
-    print(f"runner / bare wall time: {ratio:.2f}x (target < 1.3x)")
-    record = {
-        "rounds": args.rounds,
-        "bare_s": round(best_bare[0], 3),
-        "runner_s": round(best_runner[0], 3),
-        "ratio": round(ratio, 3),
-        "bare_acc": best_bare[1],
-        "runner_acc": best_runner[1],
-    }
-    write_result("federated_speed", record)
+    columns = ["variant", "E", "whole s", "test acc (95% CI)", "vs best Flower", "start-up s",
+               "set-up+report s", "train s", "eval s"]  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    record: dict[str, dict] = {}
+    for epochs in args.epochs:
+        medians = {
+            name: statistics.median(r["whole_s"] for r in rs)
+            for (name, e), rs in runs.items()
+            if e == epochs
+        }
+        flowers = [s for name, s in medians.items() if name.startswith("flower")]
+        best_flower = min(flowers) if flowers else None
+        for (name, e), rs in runs.items():
+            if e != epochs:
+                continue
+            acc = interval([r["acc"] for r in rs])
+            ratio = best_flower / medians[name] if best_flower else None
+            parts = [statistics.median(r[k] for r in rs) if k in rs[0] else None
+                     for k in ("startup_s", "setup_report_s", "train_s", "eval_s")]  # fmt: skip
+            table.add_row(
+                name, str(epochs), f"{medians[name]:.1f}",
+                f"{acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]",
+                "-" if ratio is None else f"{ratio:.2f}x",
+                *("-" if p is None else f"{p:.1f}" for p in parts),
+            )  # fmt: skip
+            record[f"{name} E={epochs}"] = {
+                "whole_s": round(medians[name], 2),
+                "acc_mean": acc.mean,
+                "acc_ci": [acc.low, acc.high],
+                "vs_best_flower": None if ratio is None else round(ratio, 3),
+                "runs": rs,
+            }
+    Console().print(table)
+    print("bare torch rounds_s / import_s are in the record; the bare loop bounds any runner")
+    write_result("federated_speed", {"repeats": args.repeats, "variants": record})
 
 
 if __name__ == "__main__":

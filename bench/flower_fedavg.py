@@ -203,7 +203,7 @@ def main() -> None:
         num_supernodes=num_clients,
         backend_config={
             "client_resources": {"num_cpus": threads, "num_gpus": 0.0},
-            "init_args": {"num_cpus": cpus},
+            "init_args": {"num_cpus": args.actors * threads},  # so Ray makes K actors
         },
     )
     rounds_s = time.perf_counter() - started

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from paradigms.contract import Context, Needs, Result, Row
 from paradigms.federated.attacks import Attack
+from paradigms.federated.checkpoint import RoundCheckpoint
 from paradigms.federated.client import FlatModel
 from paradigms.federated.compression import Compression
 from paradigms.federated.data import training_labels, training_set
@@ -38,8 +39,6 @@ from paradigms.federated.server import (
     Federation,
     Simulation,
     SimulationSettings,
-    load_checkpoint,
-    save_checkpoint,
 )
 from paradigms.federated.strategies import Strategy
 from paradigms.models.backbone import count_parameters, create_model, export_model
@@ -259,7 +258,8 @@ class Federated:
             self.secure,
             self.compression,
         )
-        resumed = load_checkpoint(fabric, context.run_dir) if context.stages.resume else None
+        checkpoint = RoundCheckpoint(fabric, context.run_dir)
+        resumed = checkpoint.load() if context.stages.resume else None
         state = resumed or sim.initial_state()
         stages = context.stages
         loggers = (
@@ -272,7 +272,7 @@ class Federated:
             if loggers:
                 loggers.log(metrics)
                 display.update(metrics)
-            save_checkpoint(fabric, state, context.run_dir)
+            checkpoint.save(state)
 
         with RoundDisplay(
             self.settings.rounds,

@@ -28,10 +28,8 @@ trains on the Fabric device.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,7 +57,6 @@ from paradigms.federated.streams import (
 from paradigms.federated.vmap_engine import VmapEngine
 from paradigms.runner.errors import ConfigError
 
-CHECKPOINT = "checkpoints/last_round.pt"
 # A row's last columns: loss x samples, samples, aggregation weight, within the DP clip, and
 # FLAG (1 sent, -1 rejected as non-finite, 0 not returned).
 LOSS_SUM, SAMPLES, WEIGHT, WITHIN, FLAG = range(-5, 0)
@@ -487,8 +484,10 @@ class Simulation:
             started = time.perf_counter()
             state, metrics = self.step(state, round_)
             if self.rank == 0:
+                trained = time.perf_counter()
                 metrics = {"round": round_ + 1, **self.evaluate(state), **metrics}
                 metrics["time/round_s"] = time.perf_counter() - started
+                metrics["time/eval_s"] = time.perf_counter() - trained
                 if metrics["val/acc"] > state["best"]["val_acc"]:
                     best = {"round": round_ + 1, "val_acc": metrics["val/acc"]}
                     state["best"] = {**best, "params": state["params"], "buffers": state["buffers"]}
@@ -502,21 +501,3 @@ class Simulation:
         if self.settings.stop_at is None:
             return False
         return bool(self.fabric.broadcast(state["best"]["val_acc"] >= self.settings.stop_at))
-
-
-def save_checkpoint(fabric: Any, state: dict[str, Any], run_dir: Path) -> None:
-    """Writes the state through Fabric, atomically: a temp file replaces the checkpoint, so a
-    kill leaves the previous round's intact. Called on every rank."""
-    path = run_dir / CHECKPOINT
-    partial = path.with_suffix(".tmp")
-    if fabric.is_global_zero:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fabric.save(partial, state)
-    if fabric.is_global_zero:
-        os.replace(partial, path)
-    fabric.barrier()
-
-
-def load_checkpoint(fabric: Any, run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / CHECKPOINT
-    return fabric.load(path) if path.is_file() else None

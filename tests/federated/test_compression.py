@@ -9,20 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning_fabric import Fabric
 from torch import nn
 
 from paradigms.federated.attacks import Attack, Gaussian
+from paradigms.federated.checkpoint import RoundCheckpoint
 from paradigms.federated.client import FlatModel
 from paradigms.federated.compression import Compression, Fp16, Int8, TopK
 from paradigms.federated.paradigm import Federated
 from paradigms.federated.partition import IID
 from paradigms.federated.privacy import ClientDP
-from paradigms.federated.server import (
-    Simulation,
-    SimulationSettings,
-    load_checkpoint,
-    save_checkpoint,
-)
+from paradigms.federated.server import Simulation, SimulationSettings
 from paradigms.federated.strategies import Median, Scaffold, Strategy
 from paradigms.runner.errors import ConfigError
 from tests.federated.federation import tensor_federation
@@ -199,8 +196,8 @@ def test_residuals_are_kept_per_client_and_a_resumed_run_is_exact(tmp_path: Path
     half = resumed.initial_state()
     for round_ in range(2):
         half, _ = resumed.step(half, round_)
-    save_checkpoint(resumed.fabric, half, tmp_path)
-    half = load_checkpoint(resumed.fabric, tmp_path)
+    RoundCheckpoint(resumed.fabric, tmp_path).save(half)
+    half = RoundCheckpoint(resumed.fabric, tmp_path).load()
     for round_ in range(2, 4):
         half, _ = resumed.step(half, round_)
     assert torch.equal(half["params"], state["params"])
@@ -232,9 +229,8 @@ def test_two_processes_keep_every_residual_on_every_rank(tmp_path: Path) -> None
     process = cli(*run, "trainer=ddp_cpu", output_root=tmp_path / "two")
     assert "2 process(es)" in process.stdout
     one, two = (run_dirs(tmp_path / n, "federated")[0] for n in ("one", "two"))
-    states = [
-        torch.load(d / "checkpoints" / "last_round.pt", weights_only=True) for d in (one, two)
-    ]
+    fabric = Fabric(accelerator="cpu", devices=1)
+    states = [RoundCheckpoint(fabric, d).load() for d in (one, two)]
     assert torch.equal(states[0]["params"], states[1]["params"])
     assert states[0]["residuals"].keys() == states[1]["residuals"].keys()
     assert all(torch.equal(r, states[1]["residuals"][c]) for c, r in states[0]["residuals"].items())

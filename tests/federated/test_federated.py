@@ -58,7 +58,7 @@ def test_a_run_writes_rounds_plots_and_summary(full: tuple[Path, str]) -> None:
     rows = _rows(run_dir)
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     for key in ("val/acc", "val/loss", "train/client_loss", "clients/sampled", "bytes/down",
-                "bytes/up", "time/round_s", "fed/mean_acc", "fed/worst_acc"):  # fmt: skip
+                "bytes/up", "time/round_s", "time/eval_s", "fed/mean_acc", "fed/worst_acc"):  # fmt: skip
         assert rows[-1][key] != "", key
     assert "test/acc" not in rows[0], "the test set is not evaluated every round"
     # SCAFFOLD sends the model and a control variate down to every sampled client, and both
@@ -107,7 +107,7 @@ def _kill_after_round(output_root: Path, rounds_done: int, *extra: str) -> Path:
 def _assert_resumed_like(full: Path, killed: Path, resumed_stdout: str) -> None:
     assert _same_model(full, killed)
     assert summary(killed)["metrics"] == summary(full)["metrics"]
-    drop = ("time/round_s",)
+    drop = ("time/round_s", "time/eval_s")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in drop} for r in rows]  # noqa: E731
     assert strip(_rows(killed)) == strip(_rows(full)), "every round once, with the same numbers"
     done = torch.load(killed / "checkpoints" / "last_round.pt", weights_only=True)["history"]
