@@ -157,6 +157,16 @@ def test_two_processes_give_the_same_global_model_and_log_to_tensorboard(
     assert [e.value for e in logged] == pytest.approx(_val_acc(_rows(two)))
 
 
+def test_two_forked_processes_give_the_same_global_model(
+    tmp_path: Path, full: tuple[Path, str]
+) -> None:
+    # ddp_fork: the ranks are forked from the launching process, which has imported everything
+    # (bench_federated_speed: the second process's start-up is not paid again).
+    process = cli(*RUN, "trainer=ddp_cpu", "trainer.strategy=ddp_fork", output_root=tmp_path)
+    assert "2 process(es)" in process.stdout
+    assert _same_model(full[0], run_dirs(tmp_path, "federated")[0])
+
+
 def test_two_killed_processes_resume_bit_identical(tmp_path: Path, full: tuple[Path, str]) -> None:
     killed = _kill_after_round(tmp_path, 2, "trainer=ddp_cpu")
     resumed = cli(f"resume={killed}", output_root=tmp_path)
