@@ -19,7 +19,8 @@ claim is checked only where the budget decides it: a seed that missed counts as 
 rounds, a lower bound. Each run is ``python cli.py paradigm=federated``,
 resumable like the other seeded benches (``bench/runs/fedavg_table2``).
 
-    python bench/bench_fedavg_table2.py [--seeds 0 1 2] [--rounds 50] [--lrs 0.1 0.2] [--targets 0.9 0.6]
+    python bench/bench_fedavg_table2.py [--seeds 0 1 2] [--rounds 50] [--lrs 0.05 0.1 0.2] \\
+        [--targets 0.9 0.6] [threads=1]
     python bench/bench_fedavg_table2.py --seeds 0 --rounds 2 --lrs 0.1 --epochs 1 --batches 10 all
 """
 
@@ -209,7 +210,7 @@ def main() -> None:
         default=[0.9, 0.6],
         help="accuracies to reach: a table each, from the same runs (they stop at the highest)",
     )
-    parser.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2])
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--batches", nargs="+", default=["all", "50", "10"])
     parser.add_argument("--clients", type=int, default=20)
