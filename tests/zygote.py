@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import runpy
+import signal
 import sys
 import traceback
 
@@ -34,6 +35,11 @@ def _child(request: dict) -> None:
     code = 1
     try:
         os.setpgid(0, 0)  # its own group, so a signal to it (and its DDP ranks) stops no test
+        # Ctrl-C and SIGTERM as a fresh `python cli.py` in a terminal has them: the zygote
+        # inherits its test process's dispositions, and an earlier test in that process may
+        # have left SIGINT ignored, which made a Ctrl-C test run to its end.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
             target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(target, fd)
