@@ -39,9 +39,9 @@ class RoundCheckpoint:
                 known = self.written.get((key, client))
                 if known is None or known[0] is not tensor:  # state is replaced, never mutated
                     name = f"{key}-{client}-r{state['round']}.pt"
-                    fresh[(key, client)] = (tensor, name)
-                    superseded += [known[1]] if known and known[1] != name else []
-                    known = (tensor, name)
+                    if known is not None and known[1] != name:  # never delete what is written now
+                        superseded.append(known[1])
+                    known = fresh[(key, client)] = (tensor, name)
                 index[key][client] = known[1]
         for key, client in [k for k in self.written if k[1] not in state[k[0]]]:
             superseded.append(self.written.pop((key, client))[1])
@@ -50,7 +50,7 @@ class RoundCheckpoint:
         if self.fabric.is_global_zero:
             self.clients.mkdir(parents=True, exist_ok=True)
             for tensor, name in fresh.values():
-                torch.save(tensor.clone(), self.clients / name)  # a view would save its base
+                torch.save(tensor, self.clients / name)  # rows own their storage (server.py)
         self.fabric.save(partial, {**server, "client_files": index})
         if self.fabric.is_global_zero:
             os.replace(partial, self.path)

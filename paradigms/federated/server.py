@@ -444,7 +444,7 @@ class Simulation:
             local = torch.cat([(old + rows[:, :P])[:, self.norm_mask], rows[:, P : P + B]], 1)
             state["local_norm"] = {
                 **state["local_norm"],
-                **dict(zip(clients, local.clone().unbind(), strict=True)),
+                **{client: row.clone() for client, row in zip(clients, local, strict=True)},
             }
         return state
 
