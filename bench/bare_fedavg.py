@@ -5,7 +5,10 @@ the clients' sizes, then evaluates on the test set. It prints one JSON line,
 ``{"acc": final test accuracy, "rounds_s": seconds of the rounds, "import_s": seconds importing
 torch and timm}``. TASK.pt is described in ``flower_fedavg.py``.
 
-    python bench/bare_fedavg.py --task TASK.pt --epochs E
+``--channels-last`` lays the model's weights out channels-last, as the runner's
+``callbacks.accelerate.channels_last: auto`` does on a CPU for this model.
+
+    python bench/bare_fedavg.py --task TASK.pt --epochs E [--channels-last]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", type=Path, required=True, help="the harness's TASK.pt")
     parser.add_argument("--epochs", type=int, required=True, help="local epochs per round")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last weights")
     args = parser.parse_args()
     started = time.perf_counter()
     import timm
@@ -30,6 +34,8 @@ def main() -> None:
     task = torch.load(args.task, weights_only=False)
     model = timm.create_model(task["model"], **task["model_kwargs"])
     model.load_state_dict(task["init_state"])
+    if args.channels_last:  # load_state_dict copies into these weights, keeping their layout
+        model.to(memory_format=torch.channels_last)
     state = {k: v.clone() for k, v in task["init_state"].items()}
     x, y, clients = task["x_train"], task["y_train"], task["clients"]
     per_round = max(1, round(task["fraction"] * len(clients)))

@@ -9,16 +9,21 @@ task file that Flower (``flower_fedavg.py``, in a virtualenv this bench makes: R
 Flower's FedAvg with centralized evaluation) and the bare loop (``bare_fedavg.py``) read.
 Variants: Flower with 1 and with 2 Ray actors, bare torch, and this runner with
 ``engine=loop`` on 1 process, on 2 (``trainer=ddp_cpu``: the command re-executed; and forked,
-``trainer.strategy=ddp_fork``: the imports not paid twice) and with ``engine=vmap``. Each
+``trainer.strategy=ddp_fork``: the imports not paid twice) and with ``engine=vmap``. The
+runner lays this model's weights out channels-last by default on a CPU
+(``callbacks.accelerate.channels_last: auto``); so that the table shows what that layout is
+worth by itself, the runner also runs in standard layout, and Flower (2 actors) and the bare
+loop also run channels-last, applied by hand. Each
 repeat runs every variant once, in turn, with seed r in repeat r; seconds are medians over
 the repeats, accuracy a mean with its 95% interval. Every side evaluates after every round
 (the runner on its validation split, then the selected round on test; the others on test).
 
 Where the runner's seconds go, from its files: start-up (launch to the paradigm: Python,
-imports, Hydra, validation, and the second process under ddp_cpu), set-up and report (data,
-partition, model, Fabric; test, export, plots), training and evaluation (``metrics.csv``'s
-``time/round_s`` and ``time/eval_s``); for Flower and the bare loop, their imports (start-up)
-and their rounds (training and evaluation). Each side samples its own clients a round.
+imports, Hydra, validation), set-up and report (data, partition, model, Fabric, and the second
+process under ddp_cpu; test, export, the paradigm's plots), training and evaluation
+(``metrics.csv``'s ``time/round_s`` and ``time/eval_s``), and summary + exit (the summary, the
+learning-curve plot, the interpreter's exit); for Flower and the bare loop, their imports
+(start-up) and their rounds (training and evaluation). Each side samples its own clients a round.
 
     python bench/bench_federated_speed.py [--repeats 3] [--epochs 1 5] [--only runner_loop,...]
 """
@@ -75,7 +80,14 @@ RUNNER = [
 VARIANTS = {  # name -> runner overrides, or None for the scripts
     "flower_1_actor": None,
     "flower_2_actors": None,
+    "flower_2_actors_channels_last": None,
     "bare_torch": None,
+    "bare_torch_channels_last": None,
+    "runner_loop_standard_layout": [
+        "trainer=cpu",
+        "paradigm.engine=loop",
+        "callbacks.accelerate.channels_last=false",
+    ],
     "runner_loop": ["trainer=cpu", "paradigm.engine=loop"],
     "runner_loop_2_processes": ["trainer=ddp_cpu", "paradigm.engine=loop"],
     "runner_loop_2_forked": ["trainer=ddp_cpu", "trainer.strategy=ddp_fork"],
@@ -116,23 +128,28 @@ def script(python: Path, name: str, task: Path, epochs: int, *extra: str) -> dic
 
 
 def runner(overrides: list[str], epochs: int, seed: int) -> dict[str, float]:
-    """One ``python cli.py`` run and where its seconds went."""
+    """One ``python cli.py`` run and where its seconds went, split at the run's own clock:
+    ``summary.json`` is written the moment the paradigm returns, ``wall_time_s`` after its
+    start."""
     with TemporaryDirectory() as out:
         command = [sys.executable, "cli.py", f"paths.output_root={out}", *RUNNER, *overrides,
                    f"paradigm.local_epochs={epochs}", f"seed={seed}"]  # fmt: skip
-        started = time.perf_counter()
+        launched = time.time()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        whole = time.perf_counter() - started
+        ended = time.time()
         if done.returncode != 0:
             raise SystemExit(f"runner failed: {' '.join(command)}\n{done.stderr[-3000:]}")
         run_dir = next(Path(out).glob("federated/*/*/summary.json")).parent
         rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
         summary = json.loads((run_dir / "summary.json").read_text())
+        returned = (run_dir / "summary.json").stat().st_mtime
     rounds = sum(float(r["time/round_s"]) for r in rows)
     evaluation = sum(float(r["time/eval_s"]) for r in rows)
-    return {"whole_s": whole, "acc": summary["metrics"]["test/acc"],
-            "startup_s": whole - summary["wall_time_s"], "train_s": rounds - evaluation,
-            "eval_s": evaluation, "setup_report_s": summary["wall_time_s"] - rounds}  # fmt: skip
+    return {"whole_s": ended - launched, "acc": summary["metrics"]["test/acc"],
+            "startup_s": returned - summary["wall_time_s"] - launched,
+            "train_s": rounds - evaluation, "eval_s": evaluation,
+            "setup_report_s": summary["wall_time_s"] - rounds,
+            "summary_exit_s": ended - returned}  # fmt: skip
 
 
 def main() -> None:
@@ -151,13 +168,16 @@ def main() -> None:
             write_task(repeat, task)
             for epochs in args.epochs:
                 for name in chosen:
+                    layout = ["--channels-last"] if name.endswith("channels_last") else []
                     if name.startswith("flower"):
                         actors = "1" if name == "flower_1_actor" else "2"
                         record = script(
-                            flower, "flower_fedavg.py", task, epochs, "--actors", actors
+                            flower, "flower_fedavg.py", task, epochs, "--actors", actors, *layout
                         )
-                    elif name == "bare_torch":
-                        record = script(Path(sys.executable), "bare_fedavg.py", task, epochs)
+                    elif name.startswith("bare_torch"):
+                        record = script(
+                            Path(sys.executable), "bare_fedavg.py", task, epochs, *layout
+                        )
                     else:
                         record = runner(VARIANTS[name], epochs, repeat)
                     runs.setdefault((name, epochs), []).append(record)
@@ -166,14 +186,16 @@ def main() -> None:
 
 
 def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace) -> None:
-    """The table (medians, accuracy intervals, ratios to Flower's best) and the JSON record."""
+    """The table (medians, accuracy intervals, ratios to Flower's best setting as a user runs
+    it, and to Flower with channels-last weights by hand) and the JSON record."""
     table = Table(
         title=f"FedAvg, digits, {CLIENTS} clients (Dirichlet 0.5), fraction {FRACTION}, {MODEL} "
         f"{IMG}px, {ROUNDS} rounds; whole process, median of {args.repeats} (seeds 0..)",
         title_justify="left",
     )
-    columns = ["variant", "E", "whole s", "test acc (95% CI)", "vs best Flower", "start-up s",
-               "set-up+report s", "train s", "eval s"]  # fmt: skip
+    columns = ["variant", "E", "whole s", "test acc (95% CI)", "vs best Flower",
+               "vs Flower cl", "start-up s", "set-up+report s", "train s", "eval s",
+               "summary+exit s"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     record: dict[str, dict] = {}
@@ -183,21 +205,28 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
             for (name, e), rs in runs.items()
             if e == epochs
         }
-        flowers = [s for name, s in medians.items() if name.startswith("flower")]
+        flowers = [
+            s
+            for name, s in medians.items()
+            if name.startswith("flower") and not name.endswith("channels_last")
+        ]
         best_flower = min(flowers) if flowers else None
+        by_hand = medians.get("flower_2_actors_channels_last")
         for (name, e), rs in runs.items():
             if e != epochs:
                 continue
             acc = interval([r["acc"] for r in rs])
             ratio = best_flower / medians[name] if best_flower else None
-            keys = ("startup_s", "setup_report_s", "train_s", "eval_s")
+            ratio_cl = by_hand / medians[name] if by_hand else None
+            keys = ("startup_s", "setup_report_s", "train_s", "eval_s", "summary_exit_s")
             if "import_s" in rs[0]:  # Flower and the bare loop: imports, then the rounds
-                keys = ("import_s", None, "rounds_s", None)
+                keys = ("import_s", None, "rounds_s", None, None)
             parts = [statistics.median(r[k] for r in rs) if k else None for k in keys]
             table.add_row(
                 name, str(epochs), f"{medians[name]:.1f}",
                 f"{acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]",
                 "-" if ratio is None else f"{ratio:.2f}x",
+                "-" if ratio_cl is None else f"{ratio_cl:.2f}x",
                 *("-" if p is None else f"{p:.1f}" for p in parts),
             )  # fmt: skip
             record[f"{name} E={epochs}"] = {
@@ -205,9 +234,10 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 "acc_mean": acc.mean,
                 "acc_ci": [acc.low, acc.high],
                 "vs_best_flower": None if ratio is None else round(ratio, 3),
+                "vs_flower_channels_last": None if ratio_cl is None else round(ratio_cl, 3),
                 "runs": rs,
             }
-    Console().print(table)
+    Console(width=180).print(table)
     print("Flower and the bare loop: start-up is their imports, training their whole rounds")
     write_result("federated_speed", {"repeats": args.repeats, "variants": record})
 

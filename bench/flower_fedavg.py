@@ -9,7 +9,10 @@ Ray backend and ``--actors`` actors on the machine's cores. It prints one JSON l
 ``{"acc": final test accuracy, "rounds_s": seconds of the simulation, "import_s": seconds
 importing torch, timm and flwr}``; Flower's and Ray's output goes to stderr.
 
-    <venv>/bin/python bench/flower_fedavg.py --task TASK.pt --epochs E [--actors K]
+    <venv>/bin/python bench/flower_fedavg.py --task TASK.pt --epochs E [--actors K] [--channels-last]
+
+``--channels-last`` lays the model's weights out channels-last (in the driver and every actor):
+the layout the runner picks on a CPU for this model, applied by hand as a Flower user could.
 
 TASK.pt is a ``torch.save``'d dict: x_train, x_test (float32 [N, C, H, W]), y_train, y_test
 (int64 [N]); clients (a LongTensor of train indices per client); model, model_kwargs and
@@ -79,14 +82,17 @@ def _run_or_exit(command: list[str], venv: Path) -> str:
 
 
 @functools.cache
-def _task(path: str) -> tuple[dict[str, Any], nn.Module]:
-    """The task and a model for it, loaded once per process (the driver, each Ray actor)."""
+def _task(path: str, channels_last: bool = False) -> tuple[dict[str, Any], nn.Module]:
+    """The task and a model for it, loaded once per process (the driver, each Ray actor),
+    with channels-last weights if asked (``load_state_dict`` keeps their layout)."""
     import timm
     import torch
 
     task = torch.load(path)
     model = timm.create_model(task["model"], **task["model_kwargs"])
     model.load_state_dict(task["init_state"])
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     return task, model
 
 
@@ -98,7 +104,7 @@ def _train(message: Message, context: Context) -> Message:
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
     config = message.content["config"]
-    task, model = _task(str(config["task"]))
+    task, model = _task(str(config["task"]), bool(config["channels-last"]))
     client = int(context.node_config["partition-id"])
     torch.set_num_threads(int(config["threads"]))
     torch.manual_seed(task["seed"] * 1_000_003 + int(config["server-round"]) * 1_009 + client)
@@ -124,6 +130,7 @@ def main() -> None:
     parser.add_argument("--task", type=Path, required=True, help="the harness's TASK.pt")
     parser.add_argument("--epochs", type=int, required=True, help="local epochs per round")
     parser.add_argument("--actors", type=int, default=1, help="Ray actors training at once")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last weights")
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0))
     if not 1 <= args.actors <= cpus:
@@ -148,7 +155,7 @@ def main() -> None:
     from flwr.simulation import run_simulation
 
     task_path = str(args.task.resolve())
-    task, model = _task(task_path)
+    task, model = _task(task_path, args.channels_last)
     num_clients = len(task["clients"])
     per_round = round(task["fraction"] * num_clients)
     threads = cpus // args.actors
@@ -191,7 +198,12 @@ def main() -> None:
             initial_arrays=ArrayRecord(task["init_state"]),
             num_rounds=task["rounds"],
             train_config=ConfigRecord(
-                {"task": task_path, "epochs": args.epochs, "threads": threads}
+                {
+                    "task": task_path,
+                    "epochs": args.epochs,
+                    "threads": threads,
+                    "channels-last": args.channels_last,
+                }  # fmt: skip
             ),
             evaluate_fn=evaluate,
         )

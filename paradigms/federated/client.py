@@ -23,37 +23,39 @@ from paradigms.federated.strategies import Strategy
 
 
 class FlatModel:
-    """``model`` rewired so that ``params``, ``grads`` and ``buffers`` hold all its state."""
+    """``model`` rewired so that ``params``, ``grads`` and ``buffers`` hold all its state.
+
+    Each tensor occupies its slice of the flat vector in its own memory order, so a
+    channels-last weight stays channels-last (``layout``: its dimensions, outermost first).
+    Every flat vector of a run (updates, SCAFFOLD variates, checkpoints) shares that order;
+    ``unflatten``/``flatten`` convert rows of them to and from named tensors."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        params = list(model.parameters())
-        buffers = [b for b in model.buffers() if b.is_floating_point()]
+        named = list(model.named_parameters())
+        buffers = [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
         # BatchNorm's step counters are reset on every load, so they never differ by history.
         self.counters = [b for b in model.buffers() if not b.is_floating_point()]
-        self.params = torch.cat([p.detach().reshape(-1) for p in params])
+        self.param_layout = [_Slot.of(n, p) for n, p in named]
+        self.buffer_layout = [_Slot.of(n, b) for n, b in buffers]
+        self.params = _gather([p.detach() for _, p in named], self.param_layout)
         self.grads = torch.zeros_like(self.params)
-        self.buffers = torch.cat([b.reshape(-1) for b in buffers]) if buffers else torch.zeros(0)
-        for p, view, grad in zip(
-            params, _views(self.params, params), _views(self.grads, params), strict=True
-        ):
-            p.data = view
-            p.grad = grad
-        for buffer, view in zip(buffers, _views(self.buffers, buffers), strict=True):
-            buffer.data = view
-        self.variance_mask = torch.cat(
-            [
-                torch.full((b.numel(),), name.endswith("running_var"), dtype=torch.bool)
-                for name, b in model.named_buffers()
-                if b.is_floating_point()
-            ]
-            or [torch.zeros(0, dtype=torch.bool)]
+        self.buffers = _gather([b for _, b in buffers], self.buffer_layout)
+        grads = self.unflatten(self.grads[None])
+        for name, param in self.unflatten(self.params[None]).items():
+            p = model.get_parameter(name)
+            p.data, p.grad = param[0], grads[name][0]
+        for name, buffer in self.unflatten(self.buffers[None], buffers=True).items():
+            model.get_buffer(name).data = buffer[0]
+        # Whether any weight is stored in another order than its shape's (channels-last).
+        self.permuted = any(slot.permuted for slot in self.param_layout)
+        self.variance_mask = _mask(
+            self.buffer_layout, lambda slot: slot.name.endswith("running_var")
         )
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
         norm_ids = {id(p) for m in norms for p in m.parameters(recurse=False)}
-        self.norm_mask = torch.cat(
-            [torch.full((p.numel(),), id(p) in norm_ids, dtype=torch.bool) for p in params]
-        )
+        norm_names = {n for n, p in named if id(p) in norm_ids}
+        self.norm_mask = _mask(self.param_layout, lambda slot: slot.name in norm_names)
 
     def load(self, params: torch.Tensor, buffers: torch.Tensor) -> None:
         self.params.copy_(params)
@@ -61,11 +63,66 @@ class FlatModel:
         for counter in self.counters:
             counter.zero_()
 
+    def unflatten(self, rows: torch.Tensor, buffers: bool = False) -> dict[str, torch.Tensor]:
+        """Rows [k, N] of flat parameters (or buffers) as named views [k, *shape]."""
+        layout = self.buffer_layout if buffers else self.param_layout
+        chunks = rows.split([slot.numel for slot in layout], 1)
+        return {slot.name: slot.view(c) for slot, c in zip(layout, chunks, strict=True)}
 
-def _views(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [
-        v.view_as(t) for v, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
-    ]
+    def flatten(self, named: dict[str, torch.Tensor], buffers: bool = False) -> torch.Tensor:
+        """Named tensors [k, *shape] as rows [k, N] in the flat order."""
+        layout = self.buffer_layout if buffers else self.param_layout
+        return torch.cat([slot.rows(named[slot.name]) for slot in layout], 1)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One tensor's place in a flat vector: its name, shape and strides (its memory order)."""
+
+    name: str
+    shape: torch.Size
+    stride: tuple[int, ...]
+
+    @classmethod
+    def of(cls, name: str, tensor: torch.Tensor) -> _Slot:
+        return cls(name, tensor.shape, tensor.stride())
+
+    @property
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    @property
+    def order(self) -> list[int]:
+        """The dimensions from outermost to innermost in memory."""
+        return sorted(range(len(self.shape)), key=lambda d: -self.stride[d])
+
+    @property
+    def permuted(self) -> bool:
+        moved = [d for d in self.order if self.shape[d] > 1]  # size-1 ones sit anywhere
+        return moved != sorted(moved)
+
+    def view(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows [k, numel] as views [k, *shape] with these strides: the exact strides, as
+        kernels choose a memory format from them (a depthwise [C, 1, 3, 3] weight too)."""
+        return rows.as_strided(
+            (len(rows), *self.shape), (rows.stride(0), *self.stride), rows.storage_offset()
+        )
+
+    def rows(self, tensors: torch.Tensor) -> torch.Tensor:
+        """Tensors [k, *shape] as rows [k, numel] in this memory order."""
+        return tensors.permute(0, *(1 + d for d in self.order)).reshape(len(tensors), -1)
+
+
+def _gather(tensors: list[torch.Tensor], layout: list[_Slot]) -> torch.Tensor:
+    if not tensors:
+        return torch.zeros(0)
+    return torch.cat([slot.rows(t[None]) for t, slot in zip(tensors, layout, strict=True)], 1)[0]
+
+
+def _mask(layout: list[_Slot], chosen: Callable[[_Slot], bool]) -> torch.Tensor:
+    """A flat boolean vector, true over the slots ``chosen`` picks."""
+    parts = [torch.full((slot.numel,), chosen(slot), dtype=torch.bool) for slot in layout]
+    return torch.cat(parts or [torch.zeros(0, dtype=torch.bool)])
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Upload compression: what a client's update becomes on its way to the server.
+"""Compression: what a client's update becomes on its way to the server (``paradigm/compression``)
+and what the global weights become on their way to the clients (``paradigm/download``: one
+broadcast a round, decoded alike by every client; the server keeps its exact float32 copy and
+takes each update from the weights the client received).
 
 A codec encodes one flat vector, the parameter delta (and SCAFFOLD's control-variate change),
 cut into the model's parameter tensors (``sizes``): it gives what the server decodes of it

@@ -44,10 +44,40 @@ from paradigms.federated.strategies import Strategy
 from paradigms.models.backbone import count_parameters, create_model, export_model
 from paradigms.models.classifier import reported_metrics
 from paradigms.models.optim import build_optimizer
+from paradigms.runner.accelerate import accelerate
 from paradigms.runner.errors import ConfigError
 from paradigms.runner.plots import client_label_distribution
 
 PARTITION_SEED = 7_919  # offsets the partition's stream from the rounds' streams
+
+
+def speed_knobs(callbacks: dict[str, Any]) -> dict[str, Any]:
+    """``callbacks.accelerate``'s settings, which the rounds apply as the Trainer's stages do
+    (none when that callback is dropped); torch.compile is refused."""
+    knobs = {k: v for k, v in (callbacks.get("accelerate") or {}).items() if k != "_target_"}
+    if knobs.get("compile"):
+        raise ConfigError(
+            "callbacks.accelerate.compile",
+            True,
+            "the federated rounds are not compiled (every client's weights are swapped into "
+            "one model, and the vmap engine calls it functionally)",
+            "callbacks.accelerate.compile=false",
+        )
+    return knobs
+
+
+def check_layout(state: dict[str, Any], flat: FlatModel) -> None:
+    """A checkpoint's flat vectors are in its run's memory order; another order would
+    scramble them, so a resume that would change it stops in one line."""
+    saved = state.get("channels_last", False)  # checkpoints from before the key: standard
+    if saved != flat.permuted:
+        raise ConfigError(
+            "callbacks.accelerate.channels_last",
+            flat.permuted,
+            f"the checkpoint's weights are {'channels-last' if saved else 'in standard order'}"
+            " and this run would lay them out otherwise",
+            f"resume with callbacks.accelerate.channels_last={str(saved).lower()}",
+        )
 
 
 class Federated:
@@ -61,6 +91,7 @@ class Federated:
     evaluation), progress, top_k, attack (group ``paradigm/attack``: malicious clients),
     privacy (group ``paradigm/privacy``: DP-FedAvg, off by default), secure_aggregation,
     secure_bits, compression (group ``paradigm/compression``: what clients upload, encoded),
+    download (group ``paradigm/download``: the global weights as clients receive them),
     engine (``loop`` | ``vmap``: the clients of a step trained at once with torch.func,
     ``vmap_engine.py``), clients_per_step (vmap's group size) and stop_at (stop once a round's
     validation accuracy reaches it). Processes, device and
@@ -104,6 +135,7 @@ class Federated:
         secure_aggregation: bool = False,
         secure_bits: int = 24,
         compression: Compression | None = None,
+        download: Compression | None = None,
         engine: str = "loop",
         clients_per_step: int | None = 16,
         stop_at: float | None = None,
@@ -111,6 +143,7 @@ class Federated:
         self.strategy, self.partition, self.optimizer = strategy, partition, optimizer
         self.attack, self.privacy = attack or Attack(), privacy
         self.compression = compression or Compression()
+        self.download = download or Compression()
         self.secure = SecureAggregation(secure_bits) if secure_aggregation else None
         self.secure_bits = secure_bits
         self.num_clients, self.local_holdout, self.progress = num_clients, local_holdout, progress
@@ -191,13 +224,14 @@ class Federated:
             )
 
     def run(self, context: Context) -> Result:
+        knobs = speed_knobs(context.stages.callbacks)
         datamodule = context.datamodule()
         datamodule.setup("fit")
         parts = self.split(context, datamodule)
         self.check()
         check_processes(context.stages.trainer, self.per_round)
         fabric = build_fabric(context.stages.trainer)
-        return fabric.launch(self.simulate, context, datamodule, parts)
+        return fabric.launch(self.simulate, context, datamodule, parts, knobs)
 
     def split(self, context: Context, datamodule: Any) -> list[torch.Tensor]:
         """The clients' indices into the training set (the partition may decide how many
@@ -234,7 +268,12 @@ class Federated:
         return Federation(clients, data.train, holdouts, data.test, data.val)
 
     def simulate(
-        self, fabric: Any, context: Context, datamodule: Any, parts: list[torch.Tensor]
+        self,
+        fabric: Any,
+        context: Context,
+        datamodule: Any,
+        parts: list[torch.Tensor],
+        knobs: dict[str, Any],
     ) -> Result:
         """This process's share of the simulation; rank 0 reports and writes, every rank
         returns the metrics."""
@@ -243,6 +282,7 @@ class Federated:
         federation = self.federation(context, datamodule, parts, fabric.device, console)
         fabric.seed_everything(context.seed)
         model = create_model(context.backbone, self.num_classes).to(fabric.device)
+        accelerate(model, fabric.device, **knobs)
         flat = FlatModel(model)
         optimizer = build_optimizer(model, self.optimizer)
         sim = Simulation(
@@ -257,9 +297,12 @@ class Federated:
             self.privacy,
             self.secure,
             self.compression,
+            self.download,
         )
         checkpoint = RoundCheckpoint(fabric, context.run_dir)
         resumed = checkpoint.load() if context.stages.resume else None
+        if resumed:
+            check_layout(resumed, flat)
         state = resumed or sim.initial_state()
         stages = context.stages
         loggers = (
@@ -330,5 +373,7 @@ class Federated:
             notes.append("secure aggregation: the server handled masked updates only")
         if not self.compression.lossless:
             notes.append(f"uploads compressed: {type(self.compression).__name__}")
+        if not self.download.lossless:
+            notes.append(f"downloads compressed: {type(self.download).__name__}")
         shown = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
         return Result(metrics, [Row(name, shown, trainable, total)], notes)

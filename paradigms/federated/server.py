@@ -47,6 +47,7 @@ from paradigms.federated.streams import (
     ATTACK,
     CLIENT_DROPOUT,
     COMPRESS,
+    DOWNLOAD,
     MASK,
     NOISE,
     SAMPLE,
@@ -114,6 +115,7 @@ class Simulation:
         privacy: ClientDP | None = None,
         secure: SecureAggregation | None = None,
         compression: Compression | None = None,
+        download: Compression | None = None,
     ) -> None:
         self.flat, self.optimizer, self.strategy = flat, optimizer, strategy
         if fabric is None:
@@ -124,6 +126,7 @@ class Simulation:
         self.rank, self.world = fabric.global_rank, fabric.world_size
         self.attack, self.privacy, self.secure = attack or Attack(), privacy, secure
         self.compression = compression or Compression()
+        self.download = download or Compression()
         self.engine = self.build_engine()
         self.num_clients = len(federation.clients)
         self.per_round = max(1, round(settings.fraction * self.num_clients))
@@ -138,6 +141,7 @@ class Simulation:
         self.width = self.P + self.B + self.V + TAIL
         params = [p.numel() for p in flat.model.parameters()]
         self.tensors = params + (params if self.V else [])  # what a codec encodes, by tensor
+        self.weights = params  # what the download codec encodes
 
     def build_engine(self) -> LoopEngine | VmapEngine:
         """The engine ``settings.engine`` names; a vectorized one is first tried on a batch of
@@ -164,6 +168,7 @@ class Simulation:
         params, buffers = self.fabric.broadcast((self.flat.params.cpu(), self.flat.buffers.cpu()))
         return {
             "round": 0,
+            "channels_last": self.flat.permuted,  # the flat vectors' memory order
             "params": params.clone(),
             "buffers": buffers.clone(),
             "strategy": self.strategy.init_state(params),
@@ -201,10 +206,21 @@ class Simulation:
         train = stream(self.seed, round_, client, TRAIN)
         return LocalWork(self.federation.read, index, y, steps, self.settings.batch_size, train)
 
-    def start_rows(self, state: dict[str, Any], clients: list[int]) -> tuple[torch.Tensor, ...]:
-        """The clients' start weights and buffers: the global model, with FedBN's own norm
-        layers where a client has them."""
-        params = state["params"].expand(len(clients), -1).clone()
+    def received(self, state: dict[str, Any], round_: int) -> torch.Tensor:
+        """The global weights as the round's clients decode them: one broadcast, encoded by
+        the download codec (the server keeps its exact copy; the clients' updates are taken
+        from what they received)."""
+        if self.download.lossless:
+            return state["params"]
+        generator = stream(self.seed, round_, -1, DOWNLOAD)
+        return self.download.roundtrip(state["params"], self.weights, generator)
+
+    def start_rows(
+        self, state: dict[str, Any], clients: list[int], start: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The clients' start weights and buffers: the global model as received (``start``),
+        with FedBN's own norm layers where a client has them."""
+        params = start.expand(len(clients), -1).clone()
         buffers = state["buffers"].expand(len(clients), -1).clone()
         if self.settings.norm == "local":
             for k, client in enumerate(clients):
@@ -235,14 +251,15 @@ class Simulation:
             return rows, residuals
         clients, works = [c for c, _ in jobs], [w for _, w in jobs]
         device = self.fabric.device
-        params, buffers = (t.to(device) for t in self.start_rows(state, clients))
+        start = self.received(state, round_)
+        params, buffers = (t.to(device) for t in self.start_rows(state, clients, start))
         variates = None
         if self.strategy.uses_variates:
             zero = torch.zeros(self.V)
             own = torch.stack([state["variates"].get(client, zero) for client in clients])
             variates = (state["strategy"]["c"] - own).to(device)
-        trained = self.engine.train(params, buffers, works, state["params"].to(device), variates)
-        deltas = trained.params.cpu() - state["params"]
+        trained = self.engine.train(params, buffers, works, start.to(device), variates)
+        deltas = trained.params.cpu() - start
         lr = self.optimizer.param_groups[0]["lr"]
         momentum = self.optimizer.param_groups[0].get("momentum", 0.0)
         for k, (client, work) in enumerate(jobs):
@@ -386,10 +403,11 @@ class Simulation:
         return kept
 
     def _traffic(self, sampled: int, returned: int) -> dict[str, int]:
-        """Bytes the clients download (the model, float32) and upload: the encoded update,
+        """Bytes the clients download (the weights as the download codec encodes them; the
+        buffers and SCAFFOLD's server variate as float32) and upload: the encoded update,
         the buffers and the row's scalars (loss x samples, samples, weight, within-clip bit)
         as float32, or the whole masked int64 row under secure aggregation."""
-        down = (self.P + self.B + self.V) * 4
+        down = self.download.size(self.weights, clipped=False) + (self.B + self.V) * 4
         encoded = self.compression.size(self.tensors, clipped=self.privacy is not None)
         up = (self.width - 1) * 8 if self.secure else encoded + (self.B + TAIL - 1) * 4
         return {"bytes/down": sampled * down, "bytes/up": returned * up}
@@ -460,7 +478,7 @@ class Simulation:
         metrics = {f"val/{k}": v for k, v in val.items()}
         holdout = []
         for client, split in (self.federation.holdouts or {}).items():
-            params, buffers = self.start_rows(state, [client])
+            params, buffers = self.start_rows(state, [client], state["params"])
             holdout.append(self._evaluate(params[0], buffers[0], split)["acc"])
         if holdout:
             metrics["fed/mean_acc"] = sum(holdout) / len(holdout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-SAMPLE, CLIENT_DROPOUT, STRAGGLER, TRAIN, NOISE, MASK, ATTACK, COMPRESS = range(8)
+SAMPLE, CLIENT_DROPOUT, STRAGGLER, TRAIN, NOISE, MASK, ATTACK, COMPRESS, DOWNLOAD = range(9)
 
 
 def stream(seed: int, round_: int, client: int, purpose: int) -> torch.Generator:

@@ -62,10 +62,7 @@ class VmapEngine:
         self.flat, self.model, self.strategy, self.autocast = flat, flat.model, strategy, autocast
         self.clients_per_step = clients_per_step
         self.lr, self.momentum, self.weight_decay = _sgd_settings(flat, optimizer)
-        self.params = [(n, p.shape) for n, p in flat.model.named_parameters()]
-        named = list(flat.model.named_buffers())
-        self.buffers = [(n, b.shape) for n, b in named if b.is_floating_point()]
-        self.counters = [n for n, b in named if not b.is_floating_point()]
+        self.counters = [n for n, b in flat.model.named_buffers() if not b.is_floating_point()]
         step = grad(self._loss, has_aux=True)
         self.step = vmap(step, in_dims=(0, 0, 0, 0, None), randomness="error")
 
@@ -150,12 +147,10 @@ class VmapEngine:
         if len(params) == 1:  # the loop's step: vmap made a lone client's ~1.5x slower (CPU)
             return self._plain(params[0], buffers[0], x[0], y[0], t)
         step = torch.tensor(t, device=params.device)
-        named = (_unflatten(params, self.params), _unflatten(buffers, self.buffers))
+        named = (self.flat.unflatten(params), self.flat.unflatten(buffers, buffers=True))
         grads, (losses, new_buffers) = self.step(*named, x, y, step)
-        k = len(params)
-        flat_grads = torch.cat([grads[n].reshape(k, -1) for n, _ in self.params], 1)
-        flat_buffers = [new_buffers[n].reshape(k, -1) for n, _ in self.buffers]
-        return flat_grads, losses, torch.cat(flat_buffers, 1) if flat_buffers else buffers
+        new_buffers = self.flat.flatten(new_buffers, buffers=True) if new_buffers else buffers
+        return self.flat.flatten(grads), losses, new_buffers
 
     def _plain(
         self, params: torch.Tensor, buffers: torch.Tensor, x: torch.Tensor, y: torch.Tensor, t: int
@@ -219,12 +214,6 @@ class _ClientBatches:
         if self.cuda is not None:
             self.cuda_state = torch.cuda.get_rng_state(self.cuda)
         return batch
-
-
-def _unflatten(rows: torch.Tensor, layout: list[tuple[str, torch.Size]]) -> Tensors:
-    """Views of rows [k, N] as named tensors [k, *shape]."""
-    chunks = rows.split([s.numel() for _, s in layout], 1)
-    return {n: c.view(len(rows), *s) for (n, s), c in zip(layout, chunks, strict=True)}
 
 
 def _sgd_settings(flat: FlatModel, optimizer: torch.optim.Optimizer):

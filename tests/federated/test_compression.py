@@ -94,6 +94,7 @@ def _simulation(
     privacy: ClientDP | None = None,
     fraction: float = 1.0,
     attack: Attack | None = None,
+    download: Compression | None = None,
 ) -> Simulation:
     """4 clients of 10 samples; the model's tensors: 4x3 weight, 3 bias, 3 + 3 BatchNorm
     weight and bias (21 parameters), 3 + 3 running mean and variance (6 buffers)."""
@@ -106,7 +107,8 @@ def _simulation(
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     federation = tensor_federation(clients, [], (x[40:], y[40:]), (x[40:], y[40:]))
     return Simulation(FlatModel(model), optimizer, strategy or Strategy(), federation, settings,
-                      0, attack=attack, privacy=privacy, compression=compression)  # fmt: skip
+                      0, attack=attack, privacy=privacy, compression=compression,
+                      download=download)  # fmt: skip
 
 
 # Per client: the encoded parameter delta, 21 values in 4 tensors (twice that under
@@ -234,3 +236,25 @@ def test_two_processes_keep_every_residual_on_every_rank(tmp_path: Path) -> None
     assert torch.equal(states[0]["params"], states[1]["params"])
     assert states[0]["residuals"].keys() == states[1]["residuals"].keys()
     assert all(torch.equal(r, states[1]["residuals"][c]) for c, r in states[0]["residuals"].items())
+
+
+# Per sampled client: the encoded weights (21 values in 4 tensors), the 6 buffers as float32.
+@pytest.mark.parametrize(
+    ("download", "per_client"),
+    [(Fp16(), 21 * 2 + 24), (Int8(), 21 + 4 * 4 + 24)],
+    ids=["fp16", "int8"],
+)
+def test_clients_train_from_the_weights_they_receive_and_the_server_keeps_its_own(
+    download: Compression, per_client: int
+) -> None:
+    sim = _simulation(Compression(), download=download)
+    state = sim.initial_state()
+    received = sim.received(state, 0)
+    assert not torch.equal(received, state["params"]), "the broadcast is lossy"
+    new, metrics = sim.step(state, 0)
+    assert metrics["bytes/down"] == 4 * per_client
+    # A run whose server holds the received weights exactly: its clients start where these
+    # did and train alike; the server here adds their mean update to its own exact copy.
+    plain = _simulation(Compression())
+    expected, _ = plain.step(dict(plain.initial_state(), params=received.clone()), 0)
+    torch.testing.assert_close(new["params"], expected["params"] + state["params"] - received)

@@ -26,6 +26,7 @@ from paradigms.federated.server import Simulation, SimulationSettings
 from paradigms.federated.strategies import FedProx, Scaffold, Strategy
 from paradigms.federated.vmap_engine import VmapEngine
 from paradigms.models.optim import build_optimizer
+from paradigms.runner.accelerate import accelerate
 from paradigms.runner.errors import ConfigError
 from tests.federated.federation import tensor_federation
 from tests.helpers import cli, run_dirs, summary
@@ -78,11 +79,15 @@ def _skipping_reader(images: torch.Tensor):
     return read
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["standard", "channels-last"])
 @pytest.mark.parametrize(
     "strategy", [Strategy(), FedProx(mu=0.1), Scaffold()], ids=["fedavg", "fedprox", "scaffold"]
 )
-def test_vmap_trains_what_the_loop_trains(strategy: Strategy) -> None:
-    flat = FlatModel(_model().model.double())
+def test_vmap_trains_what_the_loop_trains(strategy: Strategy, channels_last: bool) -> None:
+    model = _model().model.double()
+    accelerate(model, torch.device("cpu"), channels_last=channels_last)
+    flat = FlatModel(model)
+    assert flat.permuted is channels_last
     assert any(isinstance(m, nn.BatchNorm2d) for m in flat.model.modules())
     optimizer = build_optimizer(flat.model, MOMENTUM)
     k, p = len(SIZES), flat.params.numel()
@@ -175,6 +180,8 @@ def test_a_cli_run_with_vmap_clients_finishes_and_learns(tmp_path) -> None:
         "paradigm/strategy=scaffold",
         "paradigm.straggler=0.5",
         "paradigm.clients_per_step=2",
+        "backbone.img_size=16",
+        "callbacks.accelerate.channels_last=true",  # the input hook stands aside under vmap
         output_root=tmp_path,
     )
     run_dir = run_dirs(tmp_path, "federated")[0]

@@ -29,6 +29,9 @@ RUN = [
     "paradigm.straggler=0.5",
     "paradigm.local_holdout=0.2",
     "threads=1",  # 1 and 2 processes then compute alike: bit-identical, on any machine
+    # Channels-last weights: the flat vectors in their memory order (a CPU's default for
+    # models with depthwise convolutions), through kill, resume and two processes.
+    "callbacks.accelerate.channels_last=true",
 ]
 
 
@@ -127,6 +130,18 @@ def test_killed_run_resumes_bit_identical_and_from_its_checkpoint(
     state["params"] += 0.01
     torch.save(state, checkpoint)
 
+    # Its flat vectors are channels-last: read in standard order they would be scrambled.
+    saved = (killed / "checkpoints" / "last_round.pt").read_bytes()
+    other = "callbacks.accelerate.channels_last=false"
+    refused = cli(f"resume={killed}", other, check=False, output_root=tmp_path / "killed")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: callbacks.accelerate.channels_last=False: the checkpoint's weights are "
+        "channels-last and this run would lay them out otherwise. Fix: resume with "
+        "callbacks.accelerate.channels_last=true"
+    ]
+    assert (killed / "checkpoints" / "last_round.pt").read_bytes() == saved, "left as it was"
+
     resumed = cli(f"resume={killed}", output_root=tmp_path / "killed")
     _assert_resumed_like(full[0], killed, resumed.stdout)
     # The MLflow run of the killed run is continued, and holds the rounds of metrics.csv.
@@ -173,11 +188,25 @@ def test_two_killed_processes_resume_bit_identical(tmp_path: Path, full: tuple[P
     _assert_resumed_like(full[0], killed, resumed.stdout)
 
 
-def test_bad_values_stop_before_training_with_one_line(out: Path) -> None:
-    process = cli(*RUN, "paradigm/strategy=krum", check=False, output_root=out)
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "paradigm/strategy=krum",
+            "error: paradigm.strategy.byzantine=1: Krum needs more than 2f + 2 clients a round, "
+            "got 3. Fix: sample more clients (paradigm.fraction) or lower byzantine",
+        ),
+        (
+            "callbacks.accelerate.compile=true",
+            "error: callbacks.accelerate.compile=True: the federated rounds are not compiled "
+            "(every client's weights are swapped into one model, and the vmap engine calls it "
+            "functionally). Fix: callbacks.accelerate.compile=false",
+        ),
+    ],
+    ids=["krum", "compile"],
+)
+def test_bad_values_stop_before_training_with_one_line(out: Path, override: str, line: str) -> None:
+    process = cli(*RUN, override, check=False, output_root=out)
     assert process.returncode == 2
-    assert process.stderr.strip().splitlines() == [
-        "error: paradigm.strategy.byzantine=1: Krum needs more than 2f + 2 clients a round, "
-        "got 3. Fix: sample more clients (paradigm.fraction) or lower byzantine"
-    ]
+    assert process.stderr.strip().splitlines() == [line]
     assert not run_dirs(out, "federated"), "a run that fails validation leaves nothing behind"

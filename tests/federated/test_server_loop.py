@@ -5,6 +5,7 @@ definition of the client loss, and a round with too few clients."""
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 from torch import nn
 
@@ -107,3 +108,38 @@ def test_bf16_mixed_trains_the_clients_under_autocast_with_fp32_weights() -> Non
     assert not torch.equal(a["params"], b["params"]), "the forward passes ran in bf16"
     torch.testing.assert_close(a["params"], b["params"], rtol=0.05, atol=0.05)
     assert bf16.evaluate(a)["val/acc"] >= 0
+
+
+def test_a_channels_last_model_keeps_its_strides_and_trains_as_a_plain_one() -> None:
+    """FlatModel lays each weight out in its own memory order: the rewired model has the exact
+    strides it had (kernels choose their format from them), ``unflatten``/``flatten`` invert
+    each other, and a step through the flat model moves the weights as the plain model's."""
+    from paradigms.runner.accelerate import accelerate
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        made = timm.create_model("test_convnext", num_classes=10, in_chans=1).double()
+        accelerate(made, torch.device("cpu"))  # auto: channels-last (depthwise convolutions)
+        return made
+
+    plain, rewired = model(), model()
+    strides = {n: p.stride() for n, p in rewired.named_parameters()}
+    flat = FlatModel(rewired)
+    assert flat.permuted
+    assert {n: p.stride() for n, p in rewired.named_parameters()} == strides
+    rows = torch.stack([flat.params, 2 * flat.params])
+    torch.testing.assert_close(flat.flatten(flat.unflatten(rows)), rows, atol=0, rtol=0)
+    named = flat.unflatten(flat.params[None])
+    assert all(named[n][0].equal(p) for n, p in plain.named_parameters())
+
+    x, y = torch.randn(8, 1, 32, 32, dtype=torch.float64), torch.arange(8)
+    for m in (plain, rewired):
+        nn.functional.cross_entropy(m(x), y).backward()
+        torch.optim.SGD(m.parameters(), lr=0.1).step()
+    pairs = zip(plain.parameters(), rewired.parameters(), strict=True)
+    assert max((a - b).abs().max() for a, b in pairs) < 1e-12
+    assert (flat.params - _flat(plain, flat)).abs().max() < 1e-12, "the flat vector is the model"
+
+
+def _flat(model: nn.Module, flat: FlatModel) -> torch.Tensor:
+    return flat.flatten({n: p.detach()[None] for n, p in model.named_parameters()})[0]
