@@ -104,6 +104,8 @@ class _Slot:
     def view(self, rows: torch.Tensor) -> torch.Tensor:
         """Rows [k, numel] as views [k, *shape] with these strides: the exact strides, as
         kernels choose a memory format from them (a depthwise [C, 1, 3, 3] weight too)."""
+        if rows.stride(-1) != 1:  # as_strided reads the storage: each row must be dense
+            rows = rows.contiguous()
         return rows.as_strided(
             (len(rows), *self.shape), (rows.stride(0), *self.stride), rows.storage_offset()
         )
