@@ -66,16 +66,18 @@ def speed_knobs(callbacks: dict[str, Any]) -> dict[str, Any]:
     return knobs
 
 
-def check_layout(state: dict[str, Any], flat: FlatModel) -> None:
+def check_layout(state: dict[str, Any], flat: FlatModel, setting: bool | str) -> None:
     """A checkpoint's flat vectors are in its run's memory order; another order would
-    scramble them, so a resume that would change it stops in one line."""
+    scramble them, so a resume whose ``channels_last`` setting would change it stops in one
+    line."""
     saved = state.get("channels_last", False)  # checkpoints from before the key: standard
     if saved != flat.permuted:
+        order = {True: "channels-last", False: "in standard order"}
         raise ConfigError(
             "callbacks.accelerate.channels_last",
-            flat.permuted,
-            f"the checkpoint's weights are {'channels-last' if saved else 'in standard order'}"
-            " and this run would lay them out otherwise",
+            setting,
+            f"the checkpoint's weights are {order[saved]} and this run would lay them out "
+            f"{order[flat.permuted]}",
             f"resume with callbacks.accelerate.channels_last={str(saved).lower()}",
         )
 
@@ -302,7 +304,7 @@ class Federated:
         checkpoint = RoundCheckpoint(fabric, context.run_dir)
         resumed = checkpoint.load() if context.stages.resume else None
         if resumed:
-            check_layout(resumed, flat)
+            check_layout(resumed, flat, knobs.get("channels_last", "auto"))
         state = resumed or sim.initial_state()
         stages = context.stages
         loggers = (

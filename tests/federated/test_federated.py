@@ -137,7 +137,7 @@ def test_killed_run_resumes_bit_identical_and_from_its_checkpoint(
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         "error: callbacks.accelerate.channels_last=False: the checkpoint's weights are "
-        "channels-last and this run would lay them out otherwise. Fix: resume with "
+        "channels-last and this run would lay them out in standard order. Fix: resume with "
         "callbacks.accelerate.channels_last=true"
     ]
     assert (killed / "checkpoints" / "last_round.pt").read_bytes() == saved, "left as it was"
