@@ -25,10 +25,11 @@ from paradigms.federated.strategies import Strategy
 class FlatModel:
     """``model`` rewired so that ``params``, ``grads`` and ``buffers`` hold all its state.
 
-    Each tensor occupies its slice of the flat vector in its own memory order, so a
-    channels-last weight stays channels-last (``layout``: its dimensions, outermost first).
-    Every flat vector of a run (updates, SCAFFOLD variates, checkpoints) shares that order;
-    ``unflatten``/``flatten`` convert rows of them to and from named tensors."""
+    Each tensor occupies its slice of the flat vector in its own memory order and keeps its
+    exact strides (``param_layout``/``buffer_layout``: a ``_Slot`` per tensor), so a
+    channels-last weight stays channels-last. Every flat vector of a run (updates, SCAFFOLD
+    variates, checkpoints) shares that order; ``unflatten``/``flatten`` convert rows of them
+    to and from named tensors."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
