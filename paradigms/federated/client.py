@@ -78,24 +78,23 @@ class FlatModel:
 
 @dataclass(frozen=True)
 class _Slot:
-    """One tensor's place in a flat vector: its name, shape and strides (its memory order)."""
+    """One tensor's place in a flat vector: its name, shape and strides, and its dimensions
+    from outermost to innermost in memory (``order``, from the strides)."""
 
     name: str
     shape: torch.Size
     stride: tuple[int, ...]
+    order: tuple[int, ...]
 
     @classmethod
     def of(cls, name: str, tensor: torch.Tensor) -> _Slot:
-        return cls(name, tensor.shape, tensor.stride())
+        stride = tensor.stride()
+        order = tuple(sorted(range(tensor.dim()), key=lambda d: -stride[d]))
+        return cls(name, tensor.shape, stride, order)
 
     @property
     def numel(self) -> int:
         return self.shape.numel()
-
-    @property
-    def order(self) -> list[int]:
-        """The dimensions from outermost to innermost in memory."""
-        return sorted(range(len(self.shape)), key=lambda d: -self.stride[d])
 
     @property
     def permuted(self) -> bool:
