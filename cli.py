@@ -21,6 +21,7 @@ from paradigms.runner.console import quiet
 from paradigms.runner.errors import ConfigError, reported
 from paradigms.runner.help import register_resolver as register_help_resolver
 from paradigms.runner.preflight import preflight
+from paradigms.runner.process_exit import exit_without_teardown
 from paradigms.runner.run_dirs import (
     chosen_checkpoint,
     is_new_run,
@@ -123,4 +124,5 @@ if __name__ == "__main__":
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    main()
+    main()  # a failed run leaves through sys.exit, with the interpreter's usual teardown
+    exit_without_teardown(0)

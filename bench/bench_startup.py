@@ -1,5 +1,7 @@
 """Claim: the CLI answers at once: --help, --cfg job and a validation error in under 2 s
-(no torch import), and the time to the first training step is measured.
+(no torch import), and the time to the first training step is measured. Also what a finished
+run saves by leaving through ``exit_without_teardown``: a process that imports torch,
+Lightning and timm, exiting as Python does and through it, alternated.
 
 ``--against <checkout>`` runs each command alternately here and in another checkout (e.g. the
 lead's main) and adds the ratio, this tree's median over the other's.
@@ -63,6 +65,25 @@ def first_step(output_root: str) -> float:
     raise RuntimeError("the run ended before its first step")
 
 
+IMPORTS = "import torch, pytorch_lightning, timm"
+EXITS = {  # how the process that imported IMPORTS leaves
+    "(imports, then Python's exit)": "",
+    "(imports, then exit_without_teardown)": "; from paradigms.runner.process_exit import "
+    "exit_without_teardown; exit_without_teardown(0)",
+}
+
+
+def exit_times(repeats: int) -> dict[str, float]:
+    """Median whole-process seconds of each way out of EXITS, alternated."""
+    times: dict[str, list[float]] = {name: [] for name in EXITS}
+    for _ in range(repeats):
+        for name, tail in EXITS.items():
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", IMPORTS + tail], cwd=ROOT, check=True)
+            times[name].append(time.perf_counter() - started)
+    return {name: median_time(seconds) for name, seconds in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -84,9 +105,7 @@ def main() -> None:
             results["first training step"] = median_time(
                 [first_step(output_root) for _ in range(args.repeats)]
             )
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import torch, pytorch_lightning, timm"], check=True)
-        results["(import torch + Lightning + timm)"] = time.perf_counter() - started
+        results.update(exit_times(args.repeats))
     table = Table(title="CLI start-up (median wall time)")
     for column in ("command", "seconds", *(("reference", "ratio") if reference else ())):
         table.add_column(column, justify="left" if column == "command" else "right")

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from paradigms.runner.run_dirs import register_resolvers
+from paradigms.runner.threads import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -38,6 +39,8 @@ def write_result(claim: str, record: dict[str, Any]) -> Path:
         "claim": claim,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": platform.node(),
+        "cpu": machine()["cpu"],
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512: kernels differ
         "cpu_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
