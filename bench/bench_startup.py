@@ -29,7 +29,7 @@ COMMANDS = {
     "unknown backbone": ["backbone.name=resnet_18"],
     "unknown option (backbone=resnet_18)": ["backbone=resnet_18"],
 }
-MARKER = "Trainable params"  # printed by the model summary right before the first step
+MARKER = "trainable params"  # printed by the model summary right before the first step
 
 
 def wall(args: list[str], root: Path = ROOT) -> float:
