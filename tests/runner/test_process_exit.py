@@ -11,12 +11,14 @@ from pathlib import Path
 from tests.helpers import ROOT
 
 SCRIPT = """
-import atexit, logging, sys, threading, time
+import atexit, logging, logging.handlers, sys, threading, time
 from pathlib import Path
 from paradigms.runner.process_exit import exit_without_teardown
 
 out = Path(sys.argv[1])
-logging.basicConfig(filename=out / "run.log", level=logging.INFO)
+# a record held in memory until logging's atexit shutdown flushes it to the file
+held = logging.handlers.MemoryHandler(100, target=logging.FileHandler(out / "run.log"))
+logging.basicConfig(handlers=[held], level=logging.INFO)
 logging.info("a record still in the handler's buffer")
 atexit.register(lambda: (out / "atexit.txt").write_text("ran"))
 
