@@ -2,8 +2,8 @@
 interpreter's teardown.
 
 With torch, timm and torchmetrics loaded, tearing the interpreter down (clearing every module,
-collecting what it held, libtorch's static destructors) takes 1.5-3 s on this machine
-(``bench/bench_startup.py``'s exit row) and does nothing a finished run needs. What a normal
+collecting what it held, libtorch's static destructors) takes 1.0-1.3 s on two CPUs
+(``bench/bench_startup.py``'s two exit rows) and does nothing a finished run needs. What a normal
 exit does first, in the same order, is done here: wait for non-daemon threads, run the
 ``atexit`` callbacks (logging's flush and close of ``cli.log``, trackers' finish), flush the
 standard streams. A file the run wrote is closed when it is written (``with`` blocks, loggers'
