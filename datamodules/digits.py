@@ -139,9 +139,7 @@ def apply_shift(x: torch.Tensor, shift: dict, seed: int) -> torch.Tensor:
     Gaussian noise (``noise`` std). The noise is seeded, so the shifted domain is one dataset."""
     angle = math.radians(float(shift.get("rotate", 0.0)))
     if angle:
-        cos, sin = math.cos(angle), math.sin(angle)
-        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(len(x), 2, 3)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = rotation_grid(angle, len(x), *x.shape[-2:])
         x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
     if shift.get("invert", False):
         x = 1.0 - x
@@ -150,3 +148,15 @@ def apply_shift(x: torch.Tensor, shift: dict, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed + 1)
         x = x + noise * torch.randn(x.shape, generator=generator)
     return x
+
+
+def rotation_grid(angle: float, count: int, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid`` of a rotation by ``angle`` radians (``align_corners=False``), built
+    with elementwise products and sums. affine_grid multiplies through MKL, whose kernel (and
+    so the last bit of the grid) depends on the CPU: the shifted domain was another dataset on
+    an AVX-512 Xeon. These are the values MKL's AVX2 kernel gives, on every CPU."""
+    cos, sin = torch.tensor(math.cos(angle)), torch.tensor(math.sin(angle))
+    xs = (torch.linspace(-1, 1, width) * ((width - 1) / width)).view(1, width)
+    ys = (torch.linspace(-1, 1, height) * ((height - 1) / height)).view(height, 1)
+    grid = torch.stack([xs * cos + ys * -sin, xs * sin + ys * cos], dim=-1)
+    return grid.expand(count, height, width, 2)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -11,6 +14,7 @@ import torch
 from datamodules.digits import DigitsDataModule
 from datamodules.loading import EpochBatchSampler
 from datamodules.multitask_digits import MultiTaskDigitsDataModule
+from tests.helpers import ROOT
 
 
 def _setup(**kwargs) -> DigitsDataModule:
@@ -148,3 +152,30 @@ def test_val_per_class_takes_n_labels_per_class_from_the_val_split_only() -> Non
     assert torch.equal(few.splits["val"].tensors[0], again.splits["val"].tensors[0])
     other = _setup(train_per_class=4, val_per_class=4, split_seed=1)
     assert not torch.equal(few.splits["val"].tensors[0], other.splits["val"].tensors[0])
+
+
+SHIFTED_DIGEST = """
+import hashlib, torch
+from datamodules.digits import apply_shift
+x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+shifted = apply_shift(x, {"rotate": 30}, seed=0)
+print(hashlib.sha256(shifted.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_the_shifted_domain_does_not_depend_on_the_cpus_blas_kernel() -> None:
+    """MKL picks its kernel by CPU; ``MKL_CBWR=COMPATIBLE`` forces its portable one. The rotated
+    images must be the same bits either way (through affine_grid they were not on AVX-512)."""
+    digests = set()
+    for branch in ("AUTO", "COMPATIBLE", "AVX2"):
+        env = {**os.environ, "MKL_CBWR": branch}
+        done = subprocess.run(
+            [sys.executable, "-c", SHIFTED_DIGEST],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1, digests
