@@ -154,7 +154,8 @@ def rotation_grid(angle: float, count: int, height: int, width: int) -> torch.Te
     """``F.affine_grid`` of a rotation by ``angle`` radians (``align_corners=False``), built
     with elementwise products and sums. affine_grid multiplies through MKL, whose kernel (and
     so the last bit of the grid) depends on the CPU: the shifted domain was another dataset on
-    an AVX-512 Xeon. These are the values MKL's AVX2 kernel gives, on every CPU."""
+    an AVX-512 Xeon. Elementwise, it gives the bits MKL's AVX2 kernel gives (the digests in
+    tests/datamodules/test_digits.py), whichever kernel MKL would pick."""
     cos, sin = torch.tensor(math.cos(angle)), torch.tensor(math.sin(angle))
     xs = (torch.linspace(-1, 1, width) * ((width - 1) / width)).view(1, width)
     ys = (torch.linspace(-1, 1, height) * ((height - 1) / height)).view(height, 1)

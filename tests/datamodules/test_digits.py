@@ -164,8 +164,9 @@ print(hashlib.sha256(shifted.numpy().tobytes()).hexdigest())
 
 
 def test_the_shifted_domain_does_not_depend_on_the_cpus_blas_kernel() -> None:
-    """MKL picks its kernel by CPU; ``MKL_CBWR=COMPATIBLE`` forces its portable one. The rotated
-    images must be the same bits either way (through affine_grid they were not on AVX-512)."""
+    """MKL picks its kernel by CPU (``MKL_CBWR=AUTO``); ``COMPATIBLE`` and ``AVX2`` force one.
+    The rotated images must be the same bits under each (through affine_grid, AUTO differed on
+    an AVX-512 Xeon)."""
     digests = set()
     for branch in ("AUTO", "COMPATIBLE", "AVX2"):
         env = {**os.environ, "MKL_CBWR": branch}
