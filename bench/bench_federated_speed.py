@@ -15,7 +15,8 @@ runner lays this model's weights out channels-last by default on a CPU
 worth by itself, the runner also runs in standard layout, and Flower (2 actors) and the bare
 loop also run channels-last, applied by hand. Each
 repeat runs every variant once, in turn, with seed r in repeat r; seconds are medians over
-the repeats, accuracy a mean with its 95% interval. Every side evaluates after every round
+the repeats, accuracy a mean with its 95% interval, and each variant's accuracy minus Flower's
+(2 actors), paired by seed, in points with its 95% interval. Every side evaluates after every round
 (the runner on its validation split, then the selected round on test; the others on test).
 
 Where the runner's seconds go, from its files: start-up (launch to the paradigm: Python,
@@ -193,9 +194,9 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
         f"{IMG}px, {ROUNDS} rounds; whole process, median of {args.repeats} (seeds 0..)",
         title_justify="left",
     )
-    columns = ["variant", "E", "whole s", "test acc (95% CI)", "vs best Flower",
-               "vs Flower cl", "start-up s", "set-up+report s", "train s", "eval s",
-               "summary+exit s"]  # fmt: skip
+    columns = ["variant", "E", "whole s", "test acc (95% CI)", "acc - Flower, points (paired)",
+               "vs best Flower", "vs Flower cl", "start-up s", "set-up+report s", "train s",
+               "eval s", "summary+exit s"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     record: dict[str, dict] = {}
@@ -216,6 +217,12 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
             if e != epochs:
                 continue
             acc = interval([r["acc"] for r in rs])
+            flower = runs.get(("flower_2_actors", epochs))
+            paired = None  # against Flower with 2 actors, seed by seed
+            if flower is not None and name != "flower_2_actors" and len(flower) == len(rs) > 1:
+                paired = interval(
+                    [100 * (r["acc"] - f["acc"]) for r, f in zip(rs, flower, strict=True)]
+                )
             ratio = best_flower / medians[name] if best_flower else None
             ratio_cl = by_hand / medians[name] if by_hand else None
             keys = ("startup_s", "setup_report_s", "train_s", "eval_s", "summary_exit_s")
@@ -225,6 +232,8 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
             table.add_row(
                 name, str(epochs), f"{medians[name]:.1f}",
                 f"{acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]",
+                "-" if paired is None
+                else f"{paired.mean:+.1f} [{paired.low:+.1f}, {paired.high:+.1f}]",
                 "-" if ratio is None else f"{ratio:.2f}x",
                 "-" if ratio_cl is None else f"{ratio_cl:.2f}x",
                 *("-" if p is None else f"{p:.1f}" for p in parts),
@@ -233,6 +242,9 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 "whole_s": round(medians[name], 2),
                 "acc_mean": acc.mean,
                 "acc_ci": [acc.low, acc.high],
+                "acc_minus_flower_points": None
+                if paired is None
+                else [paired.mean, paired.low, paired.high],
                 "vs_best_flower": None if ratio is None else round(ratio, 3),
                 "vs_flower_channels_last": None if ratio_cl is None else round(ratio_cl, 3),
                 "runs": rs,
