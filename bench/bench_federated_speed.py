@@ -26,7 +26,14 @@ process under ddp_cpu; test, export, the paradigm's plots), training and evaluat
 learning-curve plot, the interpreter's exit); for Flower and the bare loop, their imports
 (start-up) and their rounds (training and evaluation). Each side samples its own clients a round.
 
+``--core`` runs every side from a core install, as ``make run`` installs this project
+(``pip install -e .``, no optional extras): the bench runs itself again with the python of
+``bench/runs/core-venv`` (made on first use), and Flower's venv is made from that one. The
+development venv holds every extra, and two of them load at start-up whether used or not
+(transformers through torchmetrics, wandb through timm).
+
     python bench/bench_federated_speed.py [--repeats 3] [--epochs 1 5] [--only runner_loop,...]
+    python bench/bench_federated_speed.py --core ...  # every side without the optional extras
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import NoReturn
 
 import torch
 from common import composed, write_result
@@ -54,6 +62,7 @@ from paradigms.runner.intervals import interval
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+CORE_VENV = BENCH / "runs" / "core-venv"  # this project as ``make run`` installs it
 MODEL, IMG, CLIENTS, FRACTION, BATCH, LR, ROUNDS = (
     "mobilenetv3_small_050",
     32,
@@ -153,13 +162,37 @@ def runner(overrides: list[str], epochs: int, seed: int) -> dict[str, float]:
             "summary_exit_s": ended - returned}  # fmt: skip
 
 
+def rerun_in_core_venv(argv: list[str]) -> NoReturn:
+    """This bench again, with ``argv`` less ``--core``, from ``CORE_VENV``'s python (made, or
+    mended, first), and Flower's venv made from it unless ``--venv`` names one."""
+    python = CORE_VENV / "bin" / "python"
+    ready = [str(python), "-c", "import paradigms, hydra, timm, rich"]
+    if not python.exists() or subprocess.run(ready, capture_output=True).returncode != 0:
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        # as the Makefile installs the core
+        for step in (
+            [sys.executable, "-m", "venv", str(CORE_VENV)],
+            [*pip, "--upgrade", "pip"],
+            [*pip, "-e", str(ROOT)],
+        ):
+            if subprocess.run(step).returncode != 0:
+                raise SystemExit(f"the core venv could not be made: {' '.join(step)} failed")
+    rest = [arg for arg in argv if arg != "--core"]
+    if not any(arg == "--venv" or arg.startswith("--venv=") for arg in rest):
+        rest += ["--venv", str(BENCH / "runs" / "flower-core-venv")]
+    raise SystemExit(subprocess.run([str(python), __file__, *rest]).returncode)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
     parser.add_argument("--venv", type=Path, default=BENCH / "runs" / "flower-venv")
+    parser.add_argument("--core", action="store_true", help="every side without the extras")
     args = parser.parse_args()
+    if args.core:
+        rerun_in_core_venv(sys.argv[1:])
     chosen = args.only.split(",")
     flower = flower_python(args.venv) if any(v.startswith("flower") for v in chosen) else None
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
