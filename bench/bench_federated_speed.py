@@ -28,7 +28,7 @@ learning-curve plot, the interpreter's exit); for Flower and the bare loop, thei
 
 ``--core`` runs every side from a core install, as ``make run`` installs this project
 (``pip install -e .``, no optional extras): the bench runs itself again with the python of
-``bench/runs/core-venv`` (made on first use), and Flower's venv is made from that one. The
+``bench/runs/core-venv`` (``make install`` into it), and Flower's venv is made from that one. The
 development venv holds every extra, and two of them load at start-up whether used or not
 (transformers through torchmetrics, wandb through timm).
 
@@ -163,23 +163,16 @@ def runner(overrides: list[str], epochs: int, seed: int) -> dict[str, float]:
 
 
 def rerun_in_core_venv(argv: list[str]) -> NoReturn:
-    """This bench again, with ``argv`` less ``--core``, from ``CORE_VENV``'s python (made, or
-    mended, first), and Flower's venv made from it unless ``--venv`` names one."""
-    python = CORE_VENV / "bin" / "python"
-    ready = [str(python), "-c", "import paradigms, hydra, timm, rich"]
-    if not python.exists() or subprocess.run(ready, capture_output=True).returncode != 0:
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        # as the Makefile installs the core
-        for step in (
-            [sys.executable, "-m", "venv", str(CORE_VENV)],
-            [*pip, "--upgrade", "pip"],
-            [*pip, "-e", str(ROOT)],
-        ):
-            if subprocess.run(step).returncode != 0:
-                raise SystemExit(f"the core venv could not be made: {' '.join(step)} failed")
+    """This bench again, with ``argv`` less ``--core``, from ``CORE_VENV``'s python (installed
+    by ``make install``, as ``make run`` installs the core: again when pyproject.toml changed),
+    and Flower's venv made from it unless ``--venv`` names one."""
+    install = ["make", "-C", str(ROOT), "--quiet", "install", f"VENV={CORE_VENV}"]
+    if subprocess.run(install).returncode != 0:
+        raise SystemExit(f"the core venv could not be made: {' '.join(install)} failed")
     rest = [arg for arg in argv if arg != "--core"]
     if not any(arg == "--venv" or arg.startswith("--venv=") for arg in rest):
         rest += ["--venv", str(BENCH / "runs" / "flower-core-venv")]
+    python = CORE_VENV / "bin" / "python"
     raise SystemExit(subprocess.run([str(python), __file__, *rest]).returncode)
 
 

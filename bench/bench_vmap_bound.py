@@ -40,9 +40,18 @@ from paradigms.runner.accelerate import accelerate
 
 MODEL, IMG, BATCH = "mobilenetv3_small_050", 32, 32  # the speed bench's task
 KERNELS = ("conv", "batch_norm")  # operator names whose self time is the batched work
-# the table's millisecond columns, after "clients", with the speed-up after the first two
-SHOWN = ("loop", "vmap", "vmap_by_channels", "loop_kernel", "loop_depthwise", "vmap_kernel",
-         "vmap_depthwise")  # fmt: skip
+# the table after "clients": header -> the record's key (milliseconds if it ends so, else a ratio)
+COLUMNS = {
+    "loop": "loop_ms",
+    "vmap": "vmap_ms",
+    "vmap speed-up": "vmap_speed_up",
+    "vmap, input by channels": "vmap_by_channels_ms",
+    "loop conv+BN kernels": "loop_kernel_ms",
+    "loop depthwise": "loop_depthwise_ms",
+    "vmap conv+BN kernels": "vmap_kernel_ms",
+    "vmap depthwise": "vmap_depthwise_ms",
+    "vmap's bound": "vmap_bound",
+}
 
 
 def engine_and_rows(clients: int):
@@ -125,6 +134,7 @@ def whole_step(clients: int, repeats: int, calls: int) -> dict[str, float]:
         kernels = [kernel_ms(step, engine, data) for _ in range(3)]
         record[f"{name}_kernel_ms"] = median_time([total for total, _ in kernels])
         record[f"{name}_depthwise_ms"] = median_time([depthwise for _, depthwise in kernels])
+    record["vmap_speed_up"] = record["loop_ms"] / record["vmap_ms"]
     record["vmap_bound"] = record["loop_ms"] / record["vmap_kernel_ms"]
     return record
 
@@ -141,24 +151,18 @@ def main() -> None:
         title=f"{MODEL} {IMG}px, batch {BATCH}, channels-last weights, {args.threads} "
         f"thread(s): ms per client step, median of {args.repeats}"
     )
-    for column in ("clients", "loop", "vmap", "vmap speed-up", "vmap, input by channels",
-                   "loop conv+BN kernels", "of them depthwise", "vmap conv+BN kernels",
-                   "of them depthwise", "vmap's bound"):  # fmt: skip
+    for column in ("clients", *COLUMNS):
         whole.add_column(column, justify="right")
     for clients in args.clients:
         record = {"model": MODEL, "clients": clients, "threads": args.threads,
                   **whole_step(clients, args.repeats, args.calls)}  # fmt: skip
         write_result("vmap_bound", record)
         print(record, flush=True)
-        cells = [record[f"{key}_ms"] for key in SHOWN]
-        speed_up = record["loop_ms"] / record["vmap_ms"]
-        whole.add_row(
-            str(clients),
-            *(f"{ms:.1f}" for ms in cells[:2]),
-            f"{speed_up:.2f}x",
-            *(f"{ms:.1f}" for ms in cells[2:]),
-            f"{record['vmap_bound']:.2f}x",
-        )
+        cells = [
+            f"{record[key]:.1f}" if key.endswith("_ms") else f"{record[key]:.2f}x"
+            for key in COLUMNS.values()
+        ]
+        whole.add_row(str(clients), *cells)
     Console(width=140).print(whole)
 
 
