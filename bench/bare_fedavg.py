@@ -6,9 +6,10 @@ the clients' sizes, then evaluates on the test set. It prints one JSON line,
 torch and timm}``. TASK.pt is described in ``flower_fedavg.py``.
 
 ``--channels-last`` lays the model's weights out channels-last, as the runner's
-``callbacks.accelerate.channels_last: auto`` does on a CPU for this model.
+``callbacks.accelerate.channels_last: auto`` does on a CPU for this model. ``--device cuda``
+holds the model and the data on the GPU.
 
-    python bench/bare_fedavg.py --task TASK.pt --epochs E [--channels-last]
+    python bench/bare_fedavg.py --task TASK.pt --epochs E [--channels-last] [--device cuda]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--task", type=Path, required=True, help="the harness's TASK.pt")
     parser.add_argument("--epochs", type=int, required=True, help="local epochs per round")
     parser.add_argument("--channels-last", action="store_true", help="channels-last weights")
+    parser.add_argument("--device", default="cpu", help="where the model and the data live")
     args = parser.parse_args()
     started = time.perf_counter()
     import timm
@@ -31,13 +33,13 @@ def main() -> None:
     import torch.nn.functional as F
 
     import_s = time.perf_counter() - started
-    task = torch.load(args.task, weights_only=False)
-    model = timm.create_model(task["model"], **task["model_kwargs"])
+    task = torch.load(args.task, weights_only=False, map_location=args.device)
+    model = timm.create_model(task["model"], **task["model_kwargs"]).to(args.device)
     model.load_state_dict(task["init_state"])
     if args.channels_last:  # load_state_dict copies into these weights, keeping their layout
         model.to(memory_format=torch.channels_last)
     state = {k: v.clone() for k, v in task["init_state"].items()}
-    x, y, clients = task["x_train"], task["y_train"], task["clients"]
+    x, y, clients = task["x_train"], task["y_train"], [c.cpu() for c in task["clients"]]
     per_round = max(1, round(task["fraction"] * len(clients)))
     started = time.perf_counter()
     for round_ in range(task["rounds"]):
@@ -50,7 +52,7 @@ def main() -> None:
             opt = torch.optim.SGD(model.parameters(), lr=task["lr"], momentum=task["momentum"])
             cx, cy = x[clients[client]], y[clients[client]]
             for _ in range(args.epochs):
-                for index in torch.randperm(len(cy)).split(task["batch_size"]):
+                for index in torch.randperm(len(cy), device=cy.device).split(task["batch_size"]):
                     if len(index) < 2:  # BatchNorm needs two samples
                         continue
                     opt.zero_grad()

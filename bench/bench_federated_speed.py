@@ -32,8 +32,15 @@ learning-curve plot, the interpreter's exit); for Flower and the bare loop, thei
 development venv holds every extra, and two of them load at start-up whether used or not
 (transformers through torchmetrics, wandb through timm).
 
+``--device cuda`` runs the task on one GPU (issue 18's GPU check): Flower with 1, 2 and 4
+actors sharing it (each asks Ray for 1/K of the GPU, as Flower's guide does), the bare loop, and
+this runner with ``engine=loop`` and ``engine=vmap`` (``trainer=gpu``). The table also gives the
+rounds alone as rounds a second against Flower's best; Flower's include starting Ray and its
+actors.
+
     python bench/bench_federated_speed.py [--repeats 3] [--epochs 1 5] [--only runner_loop,...]
     python bench/bench_federated_speed.py --core ...  # every side without the optional extras
+    python bench/bench_federated_speed.py --device cuda ...  # on one GPU
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ RUNNER = [
 VARIANTS = {  # name -> runner overrides, or None for the scripts
     "flower_1_actor": None,
     "flower_2_actors": None,
+    "flower_4_actors": None,  # with --device cuda: four actors on a quarter of the GPU each
     "flower_2_actors_channels_last": None,
     "bare_torch": None,
     "bare_torch_channels_last": None,
@@ -103,6 +111,11 @@ VARIANTS = {  # name -> runner overrides, or None for the scripts
     "runner_loop_2_forked": ["trainer=ddp_cpu", "trainer.strategy=ddp_fork"],
     "runner_vmap": ["trainer=cpu", "paradigm.engine=vmap"],
 }
+DEFAULTS = {  # --only's default per --device
+    "cpu": [name for name in VARIANTS if name != "flower_4_actors"],
+    "cuda": ["flower_1_actor", "flower_2_actors", "flower_4_actors", "bare_torch", "runner_loop",
+             "runner_vmap"],
+}  # fmt: skip
 
 
 def write_task(seed: int, path: Path) -> None:
@@ -137,6 +150,13 @@ def script(python: Path, name: str, task: Path, epochs: int, *extra: str) -> dic
             "import_s": record["import_s"]}  # fmt: skip
 
 
+def runner_overrides(name: str, device: str) -> list[str]:
+    """The variant's overrides; on the GPU the one-process variants train on it."""
+    overrides = VARIANTS[name]
+    return overrides if device == "cpu" else ["trainer=gpu" if o == "trainer=cpu" else o
+                                               for o in overrides]  # fmt: skip
+
+
 def runner(overrides: list[str], epochs: int, seed: int) -> dict[str, float]:
     """One ``python cli.py`` run and where its seconds went, split at the run's own clock:
     ``summary.json`` is written the moment the paradigm returns, ``wall_time_s`` after its
@@ -157,7 +177,7 @@ def runner(overrides: list[str], epochs: int, seed: int) -> dict[str, float]:
     evaluation = sum(float(r["time/eval_s"]) for r in rows)
     return {"whole_s": ended - launched, "acc": summary["metrics"]["test/acc"],
             "startup_s": returned - summary["wall_time_s"] - launched,
-            "train_s": rounds - evaluation, "eval_s": evaluation,
+            "train_s": rounds - evaluation, "eval_s": evaluation, "rounds_s": rounds,
             "setup_report_s": summary["wall_time_s"] - rounds,
             "summary_exit_s": ended - returned}  # fmt: skip
 
@@ -180,13 +200,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
+    parser.add_argument("--only", help="comma-separated variants (default: the device's)")
     parser.add_argument("--venv", type=Path, default=BENCH / "runs" / "flower-venv")
     parser.add_argument("--core", action="store_true", help="every side without the extras")
+    parser.add_argument("--device", choices=list(DEFAULTS), default="cpu", help="cuda: one GPU")
     args = parser.parse_args()
     if args.core:
         rerun_in_core_venv(sys.argv[1:])
-    chosen = args.only.split(",")
+    chosen = args.only.split(",") if args.only else DEFAULTS[args.device]
+    unknown = [name for name in chosen if name not in VARIANTS]
+    if unknown:
+        parser.error(f"--only: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA device here; use --device cpu")
+        several = [n for n in chosen if "trainer=ddp_cpu" in (VARIANTS[n] or [])]
+        if several:
+            parser.error(f"--only: {several} run 2 CPU processes; with --device cuda choose "
+                         f"among {DEFAULTS['cuda']}")  # fmt: skip
     flower = flower_python(args.venv) if any(v.startswith("flower") for v in chosen) else None
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     with TemporaryDirectory() as tmp:
@@ -195,18 +226,18 @@ def main() -> None:
             write_task(repeat, task)
             for epochs in args.epochs:
                 for name in chosen:
-                    layout = ["--channels-last"] if name.endswith("channels_last") else []
+                    extra = ["--device", args.device]
+                    if name.endswith("channels_last"):
+                        extra.append("--channels-last")
                     if name.startswith("flower"):
-                        actors = "1" if name == "flower_1_actor" else "2"
-                        record = script(
-                            flower, "flower_fedavg.py", task, epochs, "--actors", actors, *layout
-                        )
+                        extra += ["--actors", name.split("_")[1]]
+                        record = script(flower, "flower_fedavg.py", task, epochs, *extra)
                     elif name.startswith("bare_torch"):
                         record = script(
-                            Path(sys.executable), "bare_fedavg.py", task, epochs, *layout
+                            Path(sys.executable), "bare_fedavg.py", task, epochs, *extra
                         )
                     else:
-                        record = runner(VARIANTS[name], epochs, repeat)
+                        record = runner(runner_overrides(name, args.device), epochs, repeat)
                     runs.setdefault((name, epochs), []).append(record)
                     print(f"repeat {repeat} E={epochs} {name}: {record}", flush=True)
     report(runs, args)
@@ -214,15 +245,17 @@ def main() -> None:
 
 def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace) -> None:
     """The table (medians, accuracy intervals, ratios to Flower's best setting as a user runs
-    it, and to Flower with channels-last weights by hand) and the JSON record."""
+    it, and to Flower with channels-last weights by hand; the rounds alone, as rounds a
+    second, against Flower's best) and the JSON record."""
     table = Table(
         title=f"FedAvg, digits, {CLIENTS} clients (Dirichlet 0.5), fraction {FRACTION}, {MODEL} "
-        f"{IMG}px, {ROUNDS} rounds; whole process, median of {args.repeats} (seeds 0..)",
+        f"{IMG}px, {ROUNDS} rounds, on {args.device}; whole process, median of {args.repeats} "
+        "(seeds 0..)",
         title_justify="left",
     )
     columns = ["variant", "E", "whole s", "test acc (95% CI)", "acc - Flower, points (paired)",
-               "vs best Flower", "vs Flower cl", "start-up s", "set-up+report s", "train s",
-               "eval s", "summary+exit s"]  # fmt: skip
+               "vs best Flower", "vs Flower cl", "rounds/s", "rounds/s vs best Flower",
+               "start-up s", "set-up+report s", "train s", "eval s", "summary+exit s"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     record: dict[str, dict] = {}
@@ -239,6 +272,17 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
         ]
         best_flower = min(flowers) if flowers else None
         by_hand = medians.get("flower_2_actors_channels_last")
+        rounds_s = {
+            name: statistics.median(r["rounds_s"] for r in rs)
+            for (name, e), rs in runs.items()
+            if e == epochs
+        }
+        flower_rounds = [
+            s
+            for name, s in rounds_s.items()
+            if name.startswith("flower") and not name.endswith("channels_last")
+        ]
+        best_flower_rounds = min(flower_rounds) if flower_rounds else None
         for (name, e), rs in runs.items():
             if e != epochs:
                 continue
@@ -251,6 +295,7 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 )
             ratio = best_flower / medians[name] if best_flower else None
             ratio_cl = by_hand / medians[name] if by_hand else None
+            rounds_ratio = best_flower_rounds / rounds_s[name] if best_flower_rounds else None
             keys = ("startup_s", "setup_report_s", "train_s", "eval_s", "summary_exit_s")
             if "import_s" in rs[0]:  # Flower and the bare loop: imports, then the rounds
                 keys = ("import_s", None, "rounds_s", None, None)
@@ -262,6 +307,8 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 else f"{paired.mean:+.1f} [{paired.low:+.1f}, {paired.high:+.1f}]",
                 "-" if ratio is None else f"{ratio:.2f}x",
                 "-" if ratio_cl is None else f"{ratio_cl:.2f}x",
+                f"{ROUNDS / rounds_s[name]:.2f}",
+                "-" if rounds_ratio is None else f"{rounds_ratio:.2f}x",
                 *("-" if p is None else f"{p:.1f}" for p in parts),
             )  # fmt: skip
             record[f"{name} E={epochs}"] = {
@@ -273,11 +320,18 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 else [paired.mean, paired.low, paired.high],
                 "vs_best_flower": None if ratio is None else round(ratio, 3),
                 "vs_flower_channels_last": None if ratio_cl is None else round(ratio_cl, 3),
+                "rounds_per_s": round(ROUNDS / rounds_s[name], 3),
+                "rounds_vs_best_flower": None if rounds_ratio is None else round(rounds_ratio, 3),
                 "runs": rs,
             }
-    Console(width=180).print(table)
-    print("Flower and the bare loop: start-up is their imports, training their whole rounds")
-    write_result("federated_speed", {"repeats": args.repeats, "variants": record})
+    Console(width=200).print(table)
+    print(
+        "Flower and the bare loop: start-up is their imports, training their whole rounds; "
+        "Flower's rounds include starting Ray and its actors, the runner's its evaluations"
+    )
+    write_result(
+        "federated_speed", {"device": args.device, "repeats": args.repeats, "variants": record}
+    )
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ Ray backend and ``--actors`` actors on the machine's cores. It prints one JSON l
 importing torch, timm and flwr}``; Flower's and Ray's output goes to stderr.
 
     <venv>/bin/python bench/flower_fedavg.py --task TASK.pt --epochs E [--actors K] [--channels-last]
+        [--device cuda]
 
 ``--channels-last`` lays the model's weights out channels-last (in the driver and every actor):
 the layout the runner picks on a CPU for this model, applied by hand as a Flower user could.
+``--device cuda`` trains and evaluates on the GPU, which the actors share as Flower's guide
+sets it up: each actor asks Ray for 1/K of it (``num_gpus``), so K clients train at once.
 
 TASK.pt is a ``torch.save``'d dict: x_train, x_test (float32 [N, C, H, W]), y_train, y_test
 (int64 [N]); clients (a LongTensor of train indices per client); model, model_kwargs and
@@ -82,15 +85,18 @@ def _run_or_exit(command: list[str], venv: Path) -> str:
 
 
 @functools.cache
-def _task(path: str, channels_last: bool = False) -> tuple[dict[str, Any], nn.Module]:
-    """The task and a model for it, loaded once per process (the driver, each Ray actor),
-    with channels-last weights if asked (``load_state_dict`` keeps their layout)."""
+def _task(
+    path: str, channels_last: bool = False, device: str = "cpu"
+) -> tuple[dict[str, Any], nn.Module]:
+    """The task and a model for it on ``device``, loaded once per process (the driver, each
+    Ray actor), with channels-last weights if asked (``load_state_dict`` keeps their layout)."""
     import timm
     import torch
 
     task = torch.load(path)
     model = timm.create_model(task["model"], **task["model_kwargs"])
     model.load_state_dict(task["init_state"])
+    model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return task, model
@@ -104,7 +110,8 @@ def _train(message: Message, context: Context) -> Message:
     from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
     config = message.content["config"]
-    task, model = _task(str(config["task"]), bool(config["channels-last"]))
+    device = str(config["device"])
+    task, model = _task(str(config["task"]), bool(config["channels-last"]), device)
     client = int(context.node_config["partition-id"])
     torch.set_num_threads(int(config["threads"]))
     torch.manual_seed(task["seed"] * 1_000_003 + int(config["server-round"]) * 1_009 + client)
@@ -112,9 +119,9 @@ def _train(message: Message, context: Context) -> Message:
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=task["lr"], momentum=task["momentum"])
     index = task["clients"][client]
-    x, y = task["x_train"][index], task["y_train"][index]
+    x, y = task["x_train"][index].to(device), task["y_train"][index].to(device)
     for _ in range(int(config["epochs"])):
-        for batch in torch.randperm(len(y)).split(task["batch_size"]):
+        for batch in torch.randperm(len(y), device=device).split(task["batch_size"]):
             if len(batch) < 2:  # BatchNorm cannot train on one example
                 continue
             optimizer.zero_grad()
@@ -131,10 +138,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, required=True, help="local epochs per round")
     parser.add_argument("--actors", type=int, default=1, help="Ray actors training at once")
     parser.add_argument("--channels-last", action="store_true", help="channels-last weights")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: one GPU")
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0))
     if not 1 <= args.actors <= cpus:
         parser.error(f"--actors must be between 1 and the {cpus} cores")
+    gpus = 1.0 if args.device == "cuda" else 0.0  # one GPU, shared by the actors
     # The result line alone on stdout: Flower and Ray (and the actors' output, which Ray
     # relays to the driver's stdout) write to stderr.
     result_out = os.fdopen(os.dup(1), "w")
@@ -155,7 +164,7 @@ def main() -> None:
     from flwr.simulation import run_simulation
 
     task_path = str(args.task.resolve())
-    task, model = _task(task_path, args.channels_last)
+    task, model = _task(task_path, args.channels_last, args.device)
     num_clients = len(task["clients"])
     per_round = round(task["fraction"] * num_clients)
     threads = cpus // args.actors
@@ -176,7 +185,7 @@ def main() -> None:
         model.load_state_dict(arrays.to_torch_state_dict())
         model.eval()
         with torch.inference_mode():
-            hits = model(task["x_test"]).argmax(1) == task["y_test"]
+            hits = model(task["x_test"].to(args.device)).argmax(1).cpu() == task["y_test"]
         final["acc"] = hits.float().mean().item()
         return MetricRecord({"acc": final["acc"]})
 
@@ -203,6 +212,7 @@ def main() -> None:
                     "epochs": args.epochs,
                     "threads": threads,
                     "channels-last": args.channels_last,
+                    "device": args.device,
                 }  # fmt: skip
             ),
             evaluate_fn=evaluate,
@@ -214,8 +224,8 @@ def main() -> None:
         client_app=client_app,
         num_supernodes=num_clients,
         backend_config={
-            "client_resources": {"num_cpus": threads, "num_gpus": 0.0},
-            "init_args": {"num_cpus": args.actors * threads},  # so Ray makes K actors
+            "client_resources": {"num_cpus": threads, "num_gpus": gpus / args.actors},
+            "init_args": {"num_cpus": args.actors * threads, "num_gpus": gpus},  # K actors
         },
     )
     rounds_s = time.perf_counter() - started
