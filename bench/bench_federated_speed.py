@@ -243,6 +243,22 @@ def main() -> None:
     report(runs, args)
 
 
+def medians_and_best_flower(
+    runs: dict[tuple[str, int], list[dict[str, float]]], epochs: int, key: str
+) -> tuple[dict[str, float], float | None]:
+    """Each variant's median ``key`` at ``epochs``, and the least of Flower's as a user runs
+    it (not with channels-last weights by hand); None without Flower."""
+    medians = {
+        name: statistics.median(r[key] for r in rs) for (name, e), rs in runs.items() if e == epochs
+    }
+    flowers = [
+        s
+        for name, s in medians.items()
+        if name.startswith("flower") and not name.endswith("channels_last")
+    ]
+    return medians, min(flowers) if flowers else None
+
+
 def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.Namespace) -> None:
     """The table (medians, accuracy intervals, ratios to Flower's best setting as a user runs
     it, and to Flower with channels-last weights by hand; the rounds alone, as rounds a
@@ -260,29 +276,9 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
         table.add_column(column, justify="right")
     record: dict[str, dict] = {}
     for epochs in args.epochs:
-        medians = {
-            name: statistics.median(r["whole_s"] for r in rs)
-            for (name, e), rs in runs.items()
-            if e == epochs
-        }
-        flowers = [
-            s
-            for name, s in medians.items()
-            if name.startswith("flower") and not name.endswith("channels_last")
-        ]
-        best_flower = min(flowers) if flowers else None
+        medians, best_flower = medians_and_best_flower(runs, epochs, "whole_s")
         by_hand = medians.get("flower_2_actors_channels_last")
-        rounds_s = {
-            name: statistics.median(r["rounds_s"] for r in rs)
-            for (name, e), rs in runs.items()
-            if e == epochs
-        }
-        flower_rounds = [
-            s
-            for name, s in rounds_s.items()
-            if name.startswith("flower") and not name.endswith("channels_last")
-        ]
-        best_flower_rounds = min(flower_rounds) if flower_rounds else None
+        rounds_s, best_flower_rounds = medians_and_best_flower(runs, epochs, "rounds_s")
         for (name, e), rs in runs.items():
             if e != epochs:
                 continue
