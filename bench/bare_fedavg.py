@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--task", type=Path, required=True, help="the harness's TASK.pt")
     parser.add_argument("--epochs", type=int, required=True, help="local epochs per round")
     parser.add_argument("--channels-last", action="store_true", help="channels-last weights")
-    parser.add_argument("--device", default="cpu", help="where the model and the data live")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: one GPU")
     args = parser.parse_args()
     started = time.perf_counter()
     import timm

@@ -12,7 +12,7 @@ into one site-packages and packed with xz:
 - ``flower.tar.xz``: ``flwr[simulation]==1.42.0`` and everything it needs, at the versions the
   bench's Flower venv resolved (made first if missing), built for the target Python; less
   numpy (the machine's torch is built against its own), uv (Flower's app packaging, not its
-  simulation), uvicorn's optional speed-ups, and Ray's Java jars. Ray's wheel alone is 70 MiB
+  simulation), uvicorn's optional extras, and Ray's Java jars. Ray's wheel alone is 70 MiB
   (2.55.1, cp312), over what a call takes; xz and no jars bring the whole of Flower to about
   48 MiB.
 
