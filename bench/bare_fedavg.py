@@ -39,7 +39,7 @@ def main() -> None:
     if args.channels_last:  # load_state_dict copies into these weights, keeping their layout
         model.to(memory_format=torch.channels_last)
     state = {k: v.clone() for k, v in task["init_state"].items()}
-    x, y, clients = task["x_train"], task["y_train"], [c.cpu() for c in task["clients"]]
+    x, y, clients = task["x_train"], task["y_train"], task["clients"]
     per_round = max(1, round(task["fraction"] * len(clients)))
     started = time.perf_counter()
     for round_ in range(task["rounds"]):

@@ -54,7 +54,7 @@ import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 from common import composed, write_result
@@ -118,14 +118,21 @@ DEFAULTS = {  # --only's default per --device
 }  # fmt: skip
 
 
-def write_task(seed: int, path: Path) -> None:
-    """The runner's clients and initial weights for ``seed``, for Flower and the bare loop."""
+def partitioned(seed: int) -> tuple[dict[str, Any], Any, list[torch.Tensor]]:
+    """The task's config, its datamodule (set up) and the runner's clients for ``seed``: the
+    partition stream the runner draws them from."""
     config = composed([*RUNNER, f"seed={seed}"])
     data = instantiate(config["data"])
     data.setup("fit")
-    x, y = data.splits["train"].tensors
     generator = torch.Generator().manual_seed(seed * 1_000_003 + PARTITION_SEED)
-    clients = instantiate(config["paradigm"]["partition"])(y, CLIENTS, generator)
+    labels = data.splits["train"].tensors[1]
+    return config, data, instantiate(config["paradigm"]["partition"])(labels, CLIENTS, generator)
+
+
+def write_task(seed: int, path: Path) -> None:
+    """The runner's clients and initial weights for ``seed``, for Flower and the bare loop."""
+    config, data, clients = partitioned(seed)
+    x, y = data.splits["train"].tensors
     torch.manual_seed(seed)  # as the runner's seed_everything before it makes the model
     model = create_model(config["backbone"], data.num_classes)
     kwargs = {"num_classes": data.num_classes, "in_chans": config["backbone"]["in_chans"]}

@@ -19,14 +19,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_federated_speed import BATCH, CLIENTS, IMG, MODEL, RUNNER
+from bench_federated_speed import BATCH, CLIENTS, IMG, MODEL, RUNNER, partitioned
 from common import composed, write_result
-from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
 from paradigms.federated.client import _batches, batches_per_epoch
-from paradigms.federated.paradigm import PARTITION_SEED
 from paradigms.models.backbone import create_model
 
 SIZES = (8, 16, 32, 48, 64)
@@ -46,14 +44,8 @@ def step_ms(model: torch.nn.Module, optimizer: torch.optim.Optimizer, n: int, ch
 def batch_sizes(seed: int) -> set[int]:
     """The batch sizes one epoch of every client meets in the bench's task for ``seed`` (the
     local loop's own batching, ``client._batches``)."""
-    config = composed([*RUNNER, f"seed={seed}"])
-    data = instantiate(config["data"])
-    data.setup("fit")
-    labels = data.splits["train"].tensors[1]
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + PARTITION_SEED)
-    clients = instantiate(config["paradigm"]["partition"])(labels, CLIENTS, generator)
     sizes = set()
-    for index in clients:
+    for index in partitioned(seed)[2]:
         steps = batches_per_epoch(len(index), BATCH)
         sizes |= {len(b) for b in _batches(len(index), BATCH, steps, torch.Generator())}
     return sizes

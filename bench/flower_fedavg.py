@@ -89,14 +89,14 @@ def _task(
     path: str, channels_last: bool = False, device: str = "cpu"
 ) -> tuple[dict[str, Any], nn.Module]:
     """The task and a model for it on ``device``, loaded once per process (the driver, each
-    Ray actor), with channels-last weights if asked (``load_state_dict`` keeps their layout)."""
+    Ray actor), with channels-last weights if asked (``load_state_dict`` keeps their layout).
+    The data goes to the device once here, not with every client."""
     import timm
     import torch
 
-    task = torch.load(path)
-    model = timm.create_model(task["model"], **task["model_kwargs"])
+    task = torch.load(path, map_location=device)
+    model = timm.create_model(task["model"], **task["model_kwargs"]).to(device)
     model.load_state_dict(task["init_state"])
-    model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return task, model
@@ -119,7 +119,7 @@ def _train(message: Message, context: Context) -> Message:
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=task["lr"], momentum=task["momentum"])
     index = task["clients"][client]
-    x, y = task["x_train"][index].to(device), task["y_train"][index].to(device)
+    x, y = task["x_train"][index], task["y_train"][index]
     for _ in range(int(config["epochs"])):
         for batch in torch.randperm(len(y), device=device).split(task["batch_size"]):
             if len(batch) < 2:  # BatchNorm cannot train on one example
@@ -185,7 +185,7 @@ def main() -> None:
         model.load_state_dict(arrays.to_torch_state_dict())
         model.eval()
         with torch.inference_mode():
-            hits = model(task["x_test"].to(args.device)).argmax(1).cpu() == task["y_test"]
+            hits = model(task["x_test"]).argmax(1) == task["y_test"]
         final["acc"] = hits.float().mean().item()
         return MetricRecord({"acc": final["acc"]})
 
