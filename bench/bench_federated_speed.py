@@ -26,6 +26,12 @@ process under ddp_cpu; test, export, the paradigm's plots), training and evaluat
 learning-curve plot, the interpreter's exit); for Flower and the bare loop, their imports
 (start-up) and their rounds (training and evaluation). Each side samples its own clients a round.
 
+The ``imports_*`` variants time a process that imports some libraries and leaves at once (as
+the runner leaves, without Python's teardown): torch and timm; with Lightning Fabric (what any
+Fabric run of a timm model imports); and all the libraries the runner's federated run imports.
+The table's last column puts the runner's training and evaluation after ``imports_fabric``'s
+seconds, with nothing else: the most a Fabric runner could reach with these rounds.
+
 ``--core`` runs every side from a core install, as ``make run`` installs this project
 (``pip install -e .``, no optional extras): the bench runs itself again with the python of
 ``bench/runs/core-venv`` (``make install`` into it), and Flower's venv is made from that one. The
@@ -111,6 +117,13 @@ VARIANTS = {  # name -> runner overrides, or None for the scripts
     "runner_loop_2_forked": ["trainer=ddp_cpu", "trainer.strategy=ddp_fork"],
     "runner_vmap": ["trainer=cpu", "paradigm.engine=vmap"],
 }
+IMPORT_FLOORS = {  # name -> what a process imports, then it leaves without Python's teardown
+    "imports_torch_timm": "torch, timm",  # timm imports torchvision and, through it, torch._dynamo
+    "imports_fabric": "torch, timm, lightning_fabric",  # what any Fabric run of a timm model needs
+    "imports_runner": "torch, timm, lightning_fabric, pytorch_lightning, hydra, sklearn.datasets, "
+    "sklearn.model_selection",  # the libraries the runner's federated run imports
+}
+VARIANTS.update(dict.fromkeys(IMPORT_FLOORS))
 DEFAULTS = {  # --only's default per --device
     "cpu": [name for name in VARIANTS if name != "flower_4_actors"],
     "cuda": ["flower_1_actor", "flower_2_actors", "flower_4_actors", "bare_torch", "runner_loop",
@@ -155,6 +168,17 @@ def script(python: Path, name: str, task: Path, epochs: int, *extra: str) -> dic
     record = json.loads(done.stdout.strip().splitlines()[-1])
     return {"whole_s": whole, "acc": record["acc"], "rounds_s": record["rounds_s"],
             "import_s": record["import_s"]}  # fmt: skip
+
+
+def imports(modules: str) -> dict[str, float]:
+    """One process that imports ``modules`` and leaves at once (``os._exit``: no teardown, as
+    the runner leaves): the start-up no run of that stack can go below."""
+    started = time.perf_counter()
+    command = [sys.executable, "-c", f"import os, {modules}; os._exit(0)"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"import floor failed: {' '.join(command)}\n{done.stderr[-3000:]}")
+    return {"whole_s": time.perf_counter() - started}
 
 
 def runner_overrides(name: str, device: str) -> list[str]:
@@ -243,6 +267,8 @@ def main() -> None:
                         record = script(
                             Path(sys.executable), "bare_fedavg.py", task, epochs, *extra
                         )
+                    elif name in IMPORT_FLOORS:
+                        record = imports(IMPORT_FLOORS[name])
                     else:
                         record = runner(runner_overrides(name, args.device), epochs, repeat)
                     runs.setdefault((name, epochs), []).append(record)
@@ -256,7 +282,9 @@ def medians_and_best_flower(
     """Each variant's median ``key`` at ``epochs``, and the least of Flower's as a user runs
     it (not with channels-last weights by hand); None without Flower."""
     medians = {
-        name: statistics.median(r[key] for r in rs) for (name, e), rs in runs.items() if e == epochs
+        name: statistics.median(r[key] for r in rs)
+        for (name, e), rs in runs.items()
+        if e == epochs and key in rs[0]
     }
     flowers = [
         s
@@ -278,7 +306,8 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
     )
     columns = ["variant", "E", "whole s", "test acc (95% CI)", "acc - Flower, points (paired)",
                "vs best Flower", "vs Flower cl", "rounds/s", "rounds/s vs best Flower",
-               "start-up s", "set-up+report s", "train s", "eval s", "summary+exit s"]  # fmt: skip
+               "start-up s", "set-up+report s", "train s", "eval s", "summary+exit s",
+               "at floor vs best Flower"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     record: dict[str, dict] = {}
@@ -286,8 +315,13 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
         medians, best_flower = medians_and_best_flower(runs, epochs, "whole_s")
         by_hand = medians.get("flower_2_actors_channels_last")
         rounds_s, best_flower_rounds = medians_and_best_flower(runs, epochs, "rounds_s")
+        floor = medians.get("imports_fabric")
         for (name, e), rs in runs.items():
             if e != epochs:
+                continue
+            if name in IMPORT_FLOORS:
+                table.add_row(name, str(epochs), f"{medians[name]:.2f}", *["-"] * 12)
+                record[f"{name} E={epochs}"] = {"whole_s": round(medians[name], 3), "runs": rs}
                 continue
             acc = interval([r["acc"] for r in rs])
             flower = runs.get(("flower_2_actors", epochs))
@@ -303,6 +337,9 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
             if "import_s" in rs[0]:  # Flower and the bare loop: imports, then the rounds
                 keys = ("import_s", None, "rounds_s", None, None)
             parts = [statistics.median(r[k] for r in rs) if k else None for k in keys]
+            at_floor = None  # Fabric's imports, then this variant's rounds: nothing else
+            if floor is not None and best_flower and name.startswith("runner"):
+                at_floor = best_flower / (floor + parts[2] + parts[3])
             table.add_row(
                 name, str(epochs), f"{medians[name]:.1f}",
                 f"{acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]",
@@ -313,6 +350,7 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 f"{ROUNDS / rounds_s[name]:.2f}",
                 "-" if rounds_ratio is None else f"{rounds_ratio:.2f}x",
                 *("-" if p is None else f"{p:.1f}" for p in parts),
+                "-" if at_floor is None else f"{at_floor:.2f}x",
             )  # fmt: skip
             record[f"{name} E={epochs}"] = {
                 "whole_s": round(medians[name], 2),
@@ -325,12 +363,15 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
                 "vs_flower_channels_last": None if ratio_cl is None else round(ratio_cl, 3),
                 "rounds_per_s": round(ROUNDS / rounds_s[name], 3),
                 "rounds_vs_best_flower": None if rounds_ratio is None else round(rounds_ratio, 3),
+                "at_import_floor_vs_best_flower": None if at_floor is None else round(at_floor, 3),
                 "runs": rs,
             }
     Console(width=200).print(table)
     print(
         "Flower and the bare loop: start-up is their imports, training their whole rounds; "
-        "Flower's rounds include starting Ray and its actors, the runner's its evaluations"
+        "Flower's rounds include starting Ray and its actors, the runner's its evaluations; "
+        "imports_*: a process that imports those libraries and leaves (no teardown); at floor: "
+        "the runner's training and evaluation after imports_fabric's seconds, nothing else"
     )
     write_result(
         "federated_speed", {"device": args.device, "repeats": args.repeats, "variants": record}

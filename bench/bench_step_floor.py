@@ -6,7 +6,9 @@ forked bench's two processes runs it). Per batch size: the first step at that si
 process, then the median of the next ``--steps``. A step that costs about the same at 8 as at
 32 examples is bound by dispatch (the operators' fixed cost), not by arithmetic. Then, from
 the runner's own partition of the bench's task (seeds 0..``--seeds``-1), how many batch sizes
-a run meets: every client's size is fixed, so its last batch of each epoch has one size.
+a run meets: every client's size is fixed, so its last batch of each epoch has one size. Last,
+a step at the task's batch size in float32 and under bf16 autocast, alternated: whether this
+CPU's bfloat16 kernels (AMX where it has them) would shorten the rounds.
 
     python bench/bench_step_floor.py [--steps 10] [--seeds 3]
 """
@@ -30,13 +32,18 @@ from paradigms.models.backbone import create_model
 SIZES = (8, 16, 32, 48, 64)
 
 
-def step_ms(model: torch.nn.Module, optimizer: torch.optim.Optimizer, n: int, chans: int) -> float:
-    """One SGD step on ``n`` random channels-last images, in milliseconds."""
+def step_ms(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, n: int, chans: int, bf16: bool = False
+) -> float:
+    """One SGD step on ``n`` random channels-last images, in milliseconds (the forward pass
+    under bf16 autocast with ``bf16``, as ``trainer.precision=bf16-mixed`` runs it)."""
     x = torch.randn(n, chans, IMG, IMG).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (n,))
     started = time.perf_counter()
     optimizer.zero_grad()
-    F.cross_entropy(model(x), y).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
     optimizer.step()
     return 1000 * (time.perf_counter() - started)
 
@@ -78,7 +85,16 @@ def main() -> None:
     met = {seed: sorted(batch_sizes(seed)) for seed in range(args.seeds)}
     for seed, sizes in met.items():
         print(f"seed {seed}: {len(sizes)} batch sizes over the {CLIENTS} clients: {sizes}")
-    write_result("step_floor", {"steps": rows, "batch_sizes": met})
+    precisions: dict[str, list[float]] = {"float32": [], "bf16 autocast": []}
+    for _ in range(3):  # alternated, each after a step of its own
+        for name, samples in precisions.items():
+            bf16 = name != "float32"
+            step_ms(model, optimizer, BATCH, chans, bf16)
+            runs = [step_ms(model, optimizer, BATCH, chans, bf16) for _ in range(args.steps)]
+            samples.append(round(statistics.median(runs), 2))
+    for name, samples in precisions.items():
+        print(f"batch {BATCH}, {name}: {samples} ms a step (median of {args.steps}, 3 turns)")
+    write_result("step_floor", {"steps": rows, "batch_sizes": met, "precision": precisions})
 
 
 if __name__ == "__main__":
