@@ -320,7 +320,9 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
             if e != epochs:
                 continue
             if name in IMPORT_FLOORS:
-                table.add_row(name, str(epochs), f"{medians[name]:.2f}", *["-"] * 12)
+                table.add_row(
+                    name, str(epochs), f"{medians[name]:.2f}", *["-"] * (len(columns) - 3)
+                )
                 record[f"{name} E={epochs}"] = {"whole_s": round(medians[name], 3), "runs": rs}
                 continue
             acc = interval([r["acc"] for r in rs])
@@ -339,7 +341,7 @@ def report(runs: dict[tuple[str, int], list[dict[str, float]]], args: argparse.N
             parts = [statistics.median(r[k] for r in rs) if k else None for k in keys]
             at_floor = None  # Fabric's imports, then this variant's rounds: nothing else
             if floor is not None and best_flower and name.startswith("runner"):
-                at_floor = best_flower / (floor + parts[2] + parts[3])
+                at_floor = best_flower / (floor + rounds_s[name])
             table.add_row(
                 name, str(epochs), f"{medians[name]:.1f}",
                 f"{acc.mean:.3f} [{acc.low:.3f}, {acc.high:.3f}]",
